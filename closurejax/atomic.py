@@ -1,0 +1,63 @@
+"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+
+A reader therefore sees either the old file or the complete new one, never a partial write,
+even if the writing process is killed half-way (rename is atomic on POSIX file systems).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "write_bytes", "write_json", "save_npy", "sha256_file"]
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> Path:
+    """Calls `writer(f)` on a temporary binary file next to `path`, then renames it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically writes `data` to `path`."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Atomically writes `obj` as JSON (keys sorted, trailing newline)."""
+    text = json.dumps(obj, indent=indent, sort_keys=True) + "\n"
+    return write_bytes(path, text.encode())
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Atomically writes `array` in .npy format (readable with `np.load(..., mmap_mode='r')`)."""
+    array = np.asarray(array)
+    return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block_size):
+            h.update(chunk)
+    return h.hexdigest()

@@ -134,13 +134,18 @@ class SpectralGrid:
         return self.derivative_y(psi_hat), -self.derivative_x(psi_hat)
 
     def check_field(self, field: jax.Array | np.ndarray, name: str) -> None:
-        """Raises ValueError unless `field` is a finite real `[..., n, n]` array on this grid."""
+        """Raises ValueError unless `field` is a finite real `[..., n, n]` array on this grid.
+
+        Under a jax trace only the shape and dtype can be checked.
+        """
         shape = tuple(np.shape(field))
         if len(shape) < 2 or shape[-2:] != self.shape:
             raise ValueError(f"{name} must have shape [..., {self.size}, {self.size}], got {shape}")
         dtype = np.asarray(field).dtype if not isinstance(field, jax.Array) else field.dtype
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"{name} must be a real floating-point array, got dtype {dtype}")
+        if isinstance(field, jax.core.Tracer):  # under jit: shape and dtype only
+            return
         if not bool(jnp.all(jnp.isfinite(jnp.asarray(field)))):
             raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 

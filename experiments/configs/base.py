@@ -1,0 +1,77 @@
+"""Shared defaults for every study: paper A's system and data settings (papers.md).
+
+Each study file's `get_config()` starts from `base_config()`, overrides what differs, and
+locks the result (`config.lock()`), so a typo in a field name is an error, not a silent default.
+Fields:
+  name: study name (recorded in every artefact).
+  seed: master seed; trajectory i uses fold_in(PRNGKey(seed), i).
+  physics: `closurejax.physics.navier_stokes.FlowParams` fields —
+    viscosity ν (1e-3), dt (1e-3), length L (1), drag μ (0), forcing ("diagonal" |
+    "kolmogorov" | "none"), forcing_amplitude (0.1), forcing_wavenumber (Kolmogorov k),
+    noise_sigma σ (5e-5), noise_alpha α (0.005), noise_kappa κ (10), noise_modes (band of the
+    noise draw, 12), dealias ("two_thirds"), max_cfl (bound on max|u|·dt/dx, 1.0).
+  initial_condition: Gaussian random field alpha (2.5) and tau (7).
+  data: `closurejax.data.generate.DataSpec` fields —
+    fine_size (DNS grid, 256), coarse_size (64), stepper ("semi_implicit" | "cn_rk4"),
+    closure ("G" | "H" | "Pi"), coarse_method ("subsample": the papers' stride subsampling, or
+    "spectral" truncation), filter_name / filter_cutoff / filter_width / filter_width_points
+    (the LES filter F of Π on the fine grid: "spectral" | "gaussian" | "box"),
+    smagorinsky_cs (0.16), num_trajectories (100), num_test (test trajectories, the last ones),
+    t_burn_in (20 s), t_end (40 s), snapshot_interval (0.1 s), sparse_stride (4),
+    sparse_kernel (7), trajectories_per_chunk, zero_shot_sizes (extra resolutions stored for
+    the test trajectories in `<workdir>/zero_shot`), dtype ("float32").
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Paper A, H target (journal version), full scale — unlocked, for study files to override."""
+    config = ml_collections.ConfigDict()
+    config.name = "base"
+    config.seed = 0
+    config.physics = ml_collections.ConfigDict(
+        dict(
+            viscosity=1e-3,
+            dt=1e-3,
+            length=1.0,
+            drag=0.0,
+            forcing="diagonal",
+            forcing_amplitude=0.1,
+            forcing_wavenumber=4,
+            noise_sigma=5e-5,
+            noise_alpha=0.005,
+            noise_kappa=10,
+            noise_modes=12,
+            dealias="two_thirds",
+            max_cfl=1.0,
+        )
+    )
+    config.initial_condition = ml_collections.ConfigDict(dict(alpha=2.5, tau=7.0))
+    config.data = ml_collections.ConfigDict(
+        dict(
+            fine_size=256,
+            coarse_size=64,
+            stepper="semi_implicit",
+            closure="H",
+            coarse_method="subsample",
+            filter_name="box",
+            filter_cutoff=16,
+            filter_width=1.0 / 32,
+            filter_width_points=16,
+            smagorinsky_cs=0.16,
+            num_trajectories=100,
+            num_test=5,
+            t_burn_in=20.0,
+            t_end=40.0,
+            snapshot_interval=0.1,
+            sparse_stride=4,
+            sparse_kernel=7,
+            trajectories_per_chunk=4,
+            zero_shot_sizes=(128, 256),
+            dtype="float32",
+        )
+    )
+    return config

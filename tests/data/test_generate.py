@@ -1,0 +1,159 @@
+"""Dataset generation end to end on a tiny config: contents, resume, refusal of bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from closurejax.data import generate, store
+from closurejax.physics import closures, filters
+from closurejax.physics import initial_conditions as ic
+from closurejax.physics import navier_stokes as ns
+from experiments.configs import demo
+
+
+def tiny_config(**data_overrides):
+    config = demo.get_config().to_dict()
+    config["data"].update(
+        fine_size=32,
+        coarse_size=16,
+        num_trajectories=3,
+        num_test=1,
+        t_burn_in=0.01,
+        t_end=0.04,
+        snapshot_interval=0.01,
+        trajectories_per_chunk=2,
+        zero_shot_sizes=(32,),
+    )
+    config["data"].update(data_overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("gen")
+    config = tiny_config()
+    paths = generate.generate(config, workdir, show_progress=False, log=lambda _: None)
+    return config, workdir, paths
+
+
+def test_dataset_holds_the_exact_subsampled_closure_of_the_dns(generated):
+    config, _, paths = generated
+    data = store.open_dataset(paths["dataset"], expected_config=None)
+    assert data.split == {"train": [0, 1], "test": [2]}
+    assert data.train["omega"].shape == (2, 4, 16, 16)
+    assert data.train["sparse_lattice"].shape == (2, 4, 4, 4)
+    # recompute trajectory 1, snapshot 2 (t = 0.01 + 2·0.01) by hand
+    study = generate.Study.from_config(config)
+    solver = study.solver
+    ic_keys, run_keys = generate.trajectory_keys(study.seed, [1])
+    omega0 = ic.gaussian_random_field(ic_keys[0], 32)
+    state = ns.advance(solver.step, solver.initial_state(omega0), run_keys[0], 30)
+    target = closures.exact_h(solver, state, ns.step_key(run_keys[0], state))
+    np.testing.assert_allclose(data.train["target"][1, 2], target[::2, ::2], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        data.train["omega"][1, 2], solver.vorticity(state)[::2, ::2], rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        data.train["sparse_lattice"][1, 2], data.train["target"][1, 2, ::4, ::4]
+    )
+    stats = data.stats["target"]
+    train_target = np.asarray(data.train["target"], np.float64)
+    assert abs(stats["mean"] - train_target.mean()) < 1e-6 * max(1.0, abs(train_target).max())
+
+
+def test_zero_shot_dataset_is_the_test_trajectory_at_higher_resolution(generated):
+    _, _, paths = generated
+    main = store.open_dataset(paths["dataset"])
+    zero = store.open_dataset(paths["zero_shot"])
+    np.testing.assert_array_equal(zero.test["omega"][0], main.test["omega"][0])
+    np.testing.assert_array_equal(zero.test["omega_32"][0][..., ::2, ::2], main.test["omega"][0])
+    assert zero.test["sparse_lattice_32"].shape == main.test["sparse_lattice"].shape
+
+
+def test_killed_generation_resumes_to_the_same_dataset(generated, tmp_path, monkeypatch):
+    config, _, paths = generated
+    real = generate.simulate_chunk
+    calls = {"n": 0}
+
+    def dies_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "simulate_chunk", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    with pytest.raises(store.DatasetError):
+        store.open_dataset(tmp_path / "dataset")  # incomplete: not readable as a dataset
+    monkeypatch.setattr(generate, "simulate_chunk", real)
+    calls["n"] = 0
+    resumed = generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    a, b = store.open_dataset(resumed["dataset"]), store.open_dataset(paths["dataset"])
+    for name in a.specs:
+        np.testing.assert_array_equal(a.train[name], b.train[name])
+        np.testing.assert_array_equal(a.test[name], b.test[name])
+
+
+def test_workdir_with_a_dataset_from_another_config_is_refused_untouched(generated):
+    config, workdir, paths = generated
+    manifest = (paths["dataset"] / "manifest.json").read_bytes()
+    other = copy.deepcopy(config)
+    other["physics"]["viscosity"] = 2e-3
+    with pytest.raises(store.DatasetConfigMismatchError, match="viscosity"):
+        generate.generate(other, workdir, show_progress=False, log=lambda _: None)
+    assert (paths["dataset"] / "manifest.json").read_bytes() == manifest
+
+
+def test_les_dataset_has_subgrid_target_and_smagorinsky(tmp_path):
+    config = tiny_config(closure="Pi", filter_name="spectral", filter_cutoff=4, zero_shot_sizes=())
+    paths = generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    data = store.open_dataset(paths["dataset"])
+    assert set(data.specs) >= {"omega", "target", "smagorinsky", "sparse_smoothed"}
+    assert "zero_shot" not in paths
+    # ω̄ is the spectrally filtered, subsampled DNS vorticity: band-limited to |k| ≤ 4 on 16²
+    spectrum = np.abs(np.fft.fft2(np.asarray(data.train["omega"][0, 0], np.float64)))
+    assert spectrum[5:12, :].max() < 1e-5 * spectrum.max()
+    assert spectrum[:, 5:12].max() < 1e-5 * spectrum.max()
+    assert np.abs(data.train["smagorinsky"][0]).max() > 0
+
+
+BAD_CONFIGS = [
+    ({"data": {"fine_size": 40}}, "fine_size"),
+    ({"data": {"closure": "Q"}}, "closure"),
+    ({"data": {"filter_name": "median"}}, "filter_name"),
+    ({"data": {"snapshot_interval": 0.0105}}, "snapshot_interval"),
+    ({"physics": {"viscosity": 0.0}}, "viscosity"),
+    ({"physics": {"viscosity": -1e-3}}, "viscosity"),
+    ({"physics": {"dt": 0.0}}, "dt"),
+    ({"physics": {"max_cfl": 1e-4}}, "CFL"),
+    ({"physics": {"dealias": "three_halves"}}, "dealias"),
+]
+
+
+@pytest.mark.parametrize("overrides, field", BAD_CONFIGS)
+def test_bad_configs_get_clear_errors_and_write_nothing(tmp_path, overrides, field):
+    config = tiny_config()
+    for section, values in overrides.items():
+        config[section].update(values)
+    with pytest.raises(ValueError, match=field):
+        generate.generate(config, tmp_path / "w", show_progress=False, log=lambda _: None)
+    assert not (tmp_path / "w" / "dataset" / "manifest.json").exists()
+
+
+def test_non_finite_initial_state_is_refused():
+    solver = ns.make_solver(ns.FlowParams(), 32)
+    omega = jnp.zeros((32, 32)).at[3, 4].set(jnp.nan)
+    with pytest.raises(ValueError, match="non-finite"):
+        solver.initial_state(omega)
+    with pytest.raises(ValueError, match=r"shape \[\.\.\., 32, 32\]"):
+        solver.initial_state(jnp.zeros((16, 16)))
+
+
+def test_coarse_grain_refuses_a_fine_grid_not_multiple_of_coarse():
+    with pytest.raises(ValueError, match="multiple"):
+        filters.coarse_grain(jnp.zeros((40, 40)), 16, "subsample")

@@ -8,6 +8,8 @@ re-running the same command resumes from the last finished chunk.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -21,7 +23,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
-    generate.generate(_CONFIG.value, _WORKDIR.value, show_progress=not _NO_PROGRESS.value)
+    try:
+        generate.generate(_CONFIG.value, _WORKDIR.value, show_progress=not _NO_PROGRESS.value)
+    except (ValueError, FloatingPointError) as error:  # bad config, mismatched or corrupt workdir
+        sys.exit(f"generate_data: {error}")
 
 
 if __name__ == "__main__":

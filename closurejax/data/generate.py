@@ -360,8 +360,12 @@ def generate(
                 trajectories_per_chunk=spec.trajectories_per_chunk,
             )
         )
-    paths = {}
+    paths: dict[str, Path] = {}
     for (name, indices, sizes), writer in zip(jobs, writers, strict=True):
+        paths[name] = workdir / name
+        if writer.complete:
+            log(f"[{name}] already complete at {workdir / name}; nothing to do")
+            continue
         pending = writer.pending_chunks()
         total_steps = sum(len(writer.chunk_trajectories(i)) for i in pending) * steps_per_traj
         log(f"[{name}] {len(pending)} chunk(s) to run, sizes {sizes}, {num_snapshots} snapshots")
@@ -384,5 +388,4 @@ def generate(
             test_local = list(range(len(indices)))
         writer.finalize(test_local)
         log(f"[{name}] done in {time.time() - start:.1f} s → {workdir / name}")
-        paths[name] = workdir / name
     return paths

@@ -157,3 +157,12 @@ def test_non_finite_initial_state_is_refused():
 def test_coarse_grain_refuses_a_fine_grid_not_multiple_of_coarse():
     with pytest.raises(ValueError, match="multiple"):
         filters.coarse_grain(jnp.zeros((40, 40)), 16, "subsample")
+
+
+def test_rerun_on_a_complete_workdir_changes_nothing(generated):
+    config, workdir, paths = generated
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    logs: list[str] = []
+    again = generate.generate(config, workdir, show_progress=False, log=logs.append)
+    assert again == paths and all("already complete" in line for line in logs)
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == before

@@ -94,7 +94,7 @@ def test_smagorinsky_is_conservative_dissipative_and_scales_with_cs_squared(x64)
         closures.smagorinsky(omega, grid, cs=0.0)
 
 
-def test_unknown_closure_names_are_refused():
+def test_unknown_closure_names_are_refused(x64):
     solver = ns.make_solver(ns.FlowParams(), 32)
     state, key = state_and_key(solver)
     with pytest.raises(ValueError, match="closure target"):

@@ -1,0 +1,61 @@
+# closurejax developer entry points. Needs only python3 (≥ 3.11); the rest goes into .venv.
+#
+#   make install     .venv with the package and its test extras (redone when pyproject.toml changes)
+#   make test        lint, format check, fast tests            make test-slow   tests marked slow
+#   make lint        ruff check + format check                 make format      ruff format + fix
+#   make demo        experiments/demo.py  (WORKDIR=workdirs/demo)
+#   make bench       experiments/benchmark.py  (BENCH_OUT=bench.json, ONLY=solver,... to filter)
+#   make clean       remove caches (keeps .venv and workdirs)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
+STAMP := $(VENV)/.installed
+SRC := closurejax experiments tests
+
+WORKDIR ?= workdirs/demo
+BENCH_OUT ?= bench.json
+ONLY ?=
+
+.PHONY: install test test-slow lint format demo bench clean
+
+install: $(STAMP)
+
+# Re-run only when pyproject.toml changes (or the stamp is missing); creating the venv is skipped
+# when one exists.
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[test]'
+	@touch $@
+
+lint: $(STAMP)
+	$(RUFF) check $(SRC)
+	$(RUFF) format --check $(SRC)
+
+format: $(STAMP)
+	$(RUFF) format $(SRC)
+	$(RUFF) check --fix $(SRC)
+
+test: lint
+	$(VPY) -m pytest
+
+# pytest exits with 5 when no test is collected: no slow tests yet is not a failure.
+test-slow: $(STAMP)
+	$(VPY) -m pytest -m slow || { rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests" || exit $$rc; }
+
+demo: $(STAMP)
+	$(VPY) experiments/demo.py --workdir=$(WORKDIR)
+
+bench: $(STAMP)
+	$(VPY) experiments/benchmark.py --output=$(BENCH_OUT) $(if $(ONLY),--only=$(ONLY),)
+
+clean:
+	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -type d \( -name __pycache__ \
+		-o -name .pytest_cache -o -name .ruff_cache -o -name .ipynb_checkpoints \) -print0 \
+		| xargs -0 -r rm -rf
+	rm -rf build dist

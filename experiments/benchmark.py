@@ -1,0 +1,52 @@
+"""Runs benchmark groups and merges their records into one JSON file (`make bench`).
+
+    python experiments/benchmark.py --output=bench.json [--only=solver] [--quick]
+
+Each group is a library function `quick -> list[BenchRecord]` (closurejax.evaluation.benchmarks);
+re-running some groups replaces only their rows in `--output` and keeps the others. The table of
+this run's records is printed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from absl import app, flags, logging
+
+from closurejax.evaluation import benchmarks
+
+GROUPS: dict[str, Callable[[bool], list[benchmarks.BenchRecord]]] = {
+    "solver": benchmarks.solver_benchmarks,
+}
+
+_OUTPUT = flags.DEFINE_string("output", "bench.json", "JSON file the records are merged into.")
+_ONLY = flags.DEFINE_list(
+    "only", [], f"Comma-separated groups to run (default: all). Groups: {', '.join(GROUPS)}."
+)
+_QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (for tests).")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    selected = list(dict.fromkeys(_ONLY.value)) or list(GROUPS)
+    unknown = [g for g in selected if g not in GROUPS]
+    if unknown:
+        raise app.UsageError(f"--only: unknown groups {unknown}; allowed: {list(GROUPS)}")
+    if os.path.exists(_OUTPUT.value):
+        benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
+    logging.info("benchmarking %s on %s", selected, benchmarks.device_description())
+    records = []
+    for group in selected:
+        logging.info("group %s", group)
+        records += GROUPS[group](_QUICK.value)
+    benchmarks.write_records(
+        _OUTPUT.value, records, replace_prefix=tuple(f"{g}/" for g in selected)
+    )
+    print(benchmarks.format_table(records))
+    print(f"wrote {len(records)} records to {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)

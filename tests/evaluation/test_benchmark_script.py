@@ -1,0 +1,56 @@
+"""End to end: `experiments/benchmark.py --quick --only=solver` writes the solver records."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from closurejax.evaluation import benchmarks as bench
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    other = bench.record("other/kept", 1.0, "s", config={})
+    stale = bench.record("solver/stale/steps_per_s", 1.0, "steps/s", config={})
+    bench.write_records(output, [other, stale], replace_prefix=None)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "benchmark.py"),
+            "--quick",
+            "--only=solver",
+            f"--output={output}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    records = {r["name"]: r for r in json.loads(output.read_text())}
+    expected = {
+        f"solver/{stepper}/n{n}/b{b}/{metric}"
+        for stepper in ("semi_implicit", "cn_rk4")
+        for n in (16, 32)
+        for b in (1, 2)
+        for metric in ("steps_per_s", "fft_ratio")
+    }
+    assert set(records) == expected | {"other/kept"}  # stale solver row replaced, other kept
+    for name in expected:
+        r = records[name]
+        assert name in proc.stdout  # the table
+        assert r["value"] is not None and math.isfinite(r["value"]) and r["value"] > 0
+        assert r["target"] is None and r["meets_target"] is None  # targets only at n = 256
+        assert r["unit"] == ("steps/s" if name.endswith("steps_per_s") else "ratio")
+        config = r["config"]
+        assert f"solver/{config['stepper']}/n{config['n']}/b{config['batch']}/" in name
+        assert config["K"] == 2 and config["dtype"] == "float32"
+        assert r["device"] == bench.device_description()

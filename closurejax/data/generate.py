@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from closurejax.config_section import from_section
 from closurejax.data import sparse, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
@@ -117,11 +118,7 @@ class DataSpec:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DataSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config.keys()) - known)
-        if unknown:
-            raise ValueError(f"unknown data config fields {unknown}; known: {sorted(known)}")
-        return cls(**{k: config[k] for k in config.keys()})
+        return from_section(cls, config, "data")
 
     @property
     def filter_params(self) -> dict[str, Any]:

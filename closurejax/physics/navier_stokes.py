@@ -42,6 +42,7 @@ import numpy as np
 from jax import lax
 from jax_cfd.spectral import time_stepping
 
+from closurejax.config_section import from_section
 from closurejax.physics import forcing as forcing_lib
 from closurejax.physics.grid import DEALIAS_RULES, SpectralGrid
 
@@ -111,11 +112,7 @@ class FlowParams:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlowParams:
         """Builds from a config section (ml_collections ConfigDict or dict), requiring ν > 0."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config.keys()) - known)
-        if unknown:
-            raise ValueError(f"unknown physics config fields {unknown}; known: {sorted(known)}")
-        params = cls(**{k: config[k] for k in config.keys()})
+        params = from_section(cls, config, "physics")
         if params.viscosity <= 0:
             raise ValueError(
                 f"physics.viscosity={params.viscosity!r} is invalid; allowed: ν > 0 "

@@ -166,3 +166,11 @@ def test_rerun_on_a_complete_workdir_changes_nothing(generated):
     again = generate.generate(config, workdir, show_progress=False, log=logs.append)
     assert again == paths and all("already complete" in line for line in logs)
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("section", ["physics", "data"])
+def test_unknown_config_fields_are_named(tmp_path, section):
+    config = tiny_config()
+    config[section]["viscosty"] = 1e-3
+    with pytest.raises(ValueError, match=f"unknown {section} config fields.*viscosty"):
+        generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)

@@ -1,0 +1,21 @@
+"""Building validated frozen dataclasses from config sections (ml_collections or dicts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_section(cls: type[T], config: Mapping[str, Any], section: str) -> T:
+    """`cls(**config)` after refusing fields `cls` does not have, naming them and the section.
+
+    Missing fields take the dataclass defaults; each dataclass validates its own values.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(config.keys()) - known)
+    if unknown:
+        raise ValueError(f"unknown {section} config fields {unknown}; known: {sorted(known)}")
+    return cls(**{k: config[k] for k in config.keys()})

@@ -59,3 +59,40 @@ def relative_error(estimate: jax.Array, truth: jax.Array) -> jax.Array:
     """‖estimate − truth‖_F / ‖truth‖_F over the last two axes → `[...]`."""
     num = jnp.sqrt(jnp.sum((estimate - truth) ** 2, axis=(-2, -1)))
     return num / jnp.sqrt(jnp.sum(truth**2, axis=(-2, -1)))
+
+
+def mse(estimate: jax.Array, truth: jax.Array) -> jax.Array:
+    """Mean squared error over the last two axes → `[...]`."""
+    return jnp.mean((estimate - truth) ** 2, axis=(-2, -1))
+
+
+def ensemble_spread(ensemble: jax.Array) -> jax.Array:
+    """Root-mean (over the field) ensemble variance: √⟨Var_m X⟩ for `[m, ..., n, n]` → `[...]`."""
+    return jnp.sqrt(jnp.mean(jnp.var(ensemble, axis=0, ddof=1), axis=(-2, -1)))
+
+
+def crps(ensemble: jax.Array, truth: jax.Array) -> jax.Array:
+    """Continuous ranked probability score of an ensemble, averaged over the field.
+
+    Per point, CRPS = E|X − y| − ½E|X − X'| with the ensemble's empirical law (the unbiased
+    "fair" estimator uses m(m−1) pairs). `ensemble` `[m, ..., n, n]`, `truth` `[..., n, n]` →
+    `[...]`. For a single member it reduces to the mean absolute error.
+    """
+    m = ensemble.shape[0]
+    skill = jnp.mean(jnp.abs(ensemble - truth[None]), axis=0)
+    if m == 1:
+        return jnp.mean(skill, axis=(-2, -1))
+    # E|X − X'| over distinct pairs via sorted members: Σ_{i<j} |x_j − x_i| = Σ_i (2i − m + 1) x_(i)
+    ordered = jnp.sort(ensemble, axis=0)
+    weights = (2 * jnp.arange(m) - m + 1).reshape((m,) + (1,) * (ensemble.ndim - 1))
+    pair_sum = jnp.sum(weights * ordered, axis=0)  # Σ_{i<j} |x_i − x_j|
+    spread = pair_sum / (m * (m - 1))  # = ½ · mean over ordered pairs i≠j
+    return jnp.mean(skill - spread, axis=(-2, -1))
+
+
+def spread_skill_ratio(ensemble: jax.Array, truth: jax.Array) -> jax.Array:
+    """Ensemble spread / RMSE of the ensemble mean, with the (m+1)/m finite-ensemble factor:
+    ≈ 1 for a calibrated ensemble. `[m, ..., n, n]`, `[..., n, n]` → `[...]`."""
+    m = ensemble.shape[0]
+    rmse = jnp.sqrt(mse(jnp.mean(ensemble, axis=0), truth))
+    return jnp.sqrt((m + 1) / m) * ensemble_spread(ensemble) / rmse

@@ -20,6 +20,24 @@ Fields:
     t_burn_in (20 s), t_end (40 s), snapshot_interval (0.1 s), sparse_stride (4),
     sparse_kernel (7), trajectories_per_chunk, zero_shot_sizes (extra resolutions stored for
     the test trajectories in `<workdir>/zero_shot`), dtype ("float32").
+  model: the conditional FNO score network (closurejax.models.fno) — kind ("score": diffusion
+    model; "regression": the deterministic MSE baseline with the same backbone), width (20),
+    modes (8), depth (4 FNO layers per branch), embed_dim (256 Gaussian Fourier features),
+    embed_scale (30), conditions (dataset arrays the model conditions on, e.g. ("omega",
+    "sparse_interpolated")), spectral_method ("auto" | "fft" | "dft").
+  diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
+    (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
+    (EDM), t_sampling ("sampler_range": train on the sampler's [t_min, t_max]; "paper":
+    U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
+  sampler: name ("euler_maruyama" | "predictor_corrector" | "heun_ode" | "dpm_solver"),
+    num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), rho (Karras ρ = 7), snr and
+    corrector_steps (predictor–corrector).
+  training: batch_size (200), learning_rate (1e-3), schedule ("step": ×decay_factor (0.5)
+    every decay_every_epochs (200) | "cosine" | "constant"), num_epochs (1000), warmup_steps,
+    grad_clip_norm (0 = off), ema_decay (0.999; 0 = off), weight_decay, checkpoint_every (steps),
+    keep (checkpoints kept), log_every (steps), seed.
+  evaluation: ensemble_size (samples per test snapshot), max_snapshots (0 = all test snapshots),
+    use_ema (evaluate the EMA parameters), zero_shot (also evaluate at the zero-shot sizes).
 """
 
 from __future__ import annotations
@@ -73,5 +91,62 @@ def base_config() -> ml_collections.ConfigDict:
             zero_shot_sizes=(128, 256),
             dtype="float32",
         )
+    )
+    config.model = ml_collections.ConfigDict(
+        dict(
+            kind="score",
+            width=20,
+            modes=8,
+            depth=4,
+            embed_dim=256,
+            embed_scale=30.0,
+            conditions=("omega", "sparse_interpolated"),
+            spectral_method="auto",
+        )
+    )
+    config.diffusion = ml_collections.ConfigDict(
+        dict(
+            sde="ve",
+            sigma=26.0,
+            beta_min=0.1,
+            beta_max=20.0,
+            parameterization="score_over_sigma",
+            sigma_data=1.0,
+            t_sampling="sampler_range",
+            t_min_train=2e-5,
+            t_max_train=2.0,
+        )
+    )
+    config.sampler = ml_collections.ConfigDict(
+        dict(
+            name="euler_maruyama",
+            num_steps=10,
+            t_min=1e-3,
+            t_max=0.1,
+            rho=7.0,
+            snr=0.16,
+            corrector_steps=1,
+        )
+    )
+    config.training = ml_collections.ConfigDict(
+        dict(
+            batch_size=200,
+            learning_rate=1e-3,
+            schedule="step",
+            decay_factor=0.5,
+            decay_every_epochs=200,
+            num_epochs=1000,
+            warmup_steps=0,
+            grad_clip_norm=0.0,
+            ema_decay=0.999,
+            weight_decay=0.0,
+            checkpoint_every=1000,
+            keep=3,
+            log_every=100,
+            seed=0,
+        )
+    )
+    config.evaluation = ml_collections.ConfigDict(
+        dict(ensemble_size=10, max_snapshots=0, use_ema=True, zero_shot=True)
     )
     return config

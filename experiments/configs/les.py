@@ -14,5 +14,6 @@ def get_config():
     config.data.filter_name = "box"
     config.data.filter_width_points = 16
     config.data.zero_shot_sizes = ()
+    config.model.conditions = ("omega", "sparse_interpolated", "smagorinsky")
     config.lock()
     return config

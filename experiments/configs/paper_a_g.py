@@ -9,5 +9,6 @@ def get_config():
     config = base_config()
     config.name = "paper_a_g"
     config.data.closure = "G"
+    config.model.conditions = ("omega", "sparse_interpolated")
     config.lock()
     return config

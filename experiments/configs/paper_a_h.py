@@ -8,5 +8,6 @@ def get_config():
     config = base_config()
     config.name = "paper_a_h"
     config.data.closure = "H"
+    config.model.conditions = ("omega", "sparse_interpolated")
     config.lock()
     return config

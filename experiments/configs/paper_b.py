@@ -9,5 +9,12 @@ def get_config():
     config.name = "paper_b"
     config.data.closure = "H"
     config.data.num_test = 10
+    # P-CDM (papers.md, "Paper B"): ω-only condition, modes 6, width 40, embed 512, σ = 30
+    config.model.conditions = ("omega",)
+    config.model.modes = 6
+    config.model.width = 40
+    config.model.embed_dim = 512
+    config.diffusion.sigma = 30.0
+    config.sampler.t_max = 0.4
     config.lock()
     return config

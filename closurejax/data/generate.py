@@ -314,6 +314,27 @@ def _split(total: int, piece: int) -> list[int]:
     return [piece] * (total // piece) + ([total % piece] if total % piece else [])
 
 
+DATA_SECTIONS = ("seed", "physics", "initial_condition", "data")
+
+
+def dataset_config(config: Mapping[str, Any], kind: str = "dataset") -> dict[str, Any]:
+    """The part of a study config that defines a dataset (what its manifest records and checks):
+    seed, physics, initial_condition and data, plus which dataset of the study it is. Model and
+    training settings are left out, so changing them does not invalidate the data."""
+    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    missing = [s for s in DATA_SECTIONS if s not in config_dict]
+    if missing:
+        raise ValueError(f"config has no {missing} section(s)")
+    spec = DataSpec.from_config(config_dict["data"])
+    trajectories = (
+        list(range(spec.num_trajectories)) if kind == "dataset" else spec.test_trajectories()
+    )
+    return {
+        **{s: config_dict[s] for s in DATA_SECTIONS},
+        "_dataset": {"kind": kind, "trajectories": trajectories},
+    }
+
+
 def generate(
     config: Mapping[str, Any],
     workdir: str | Path,
@@ -347,7 +368,7 @@ def generate(
         study.solver.initial_state(study.initial_vorticity(range(first, last)))
     writers = []
     for name, indices, sizes in jobs:
-        job_config = {**config_dict, "_dataset": {"kind": name, "trajectories": indices}}
+        job_config = dataset_config(config_dict, name)
         writers.append(
             store.DatasetWriter.create_or_resume(
                 workdir / name,

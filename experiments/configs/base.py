@@ -27,8 +27,9 @@ Fields:
     "sparse_interpolated")), spectral_method ("auto" | "fft" | "dft").
   diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
-    (EDM), t_sampling ("sampler_range": train on the sampler's [t_min, t_max]; "paper":
-    U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
+    (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
+    which their t_max assumes), t_sampling ("sampler_range": train on the sampler's
+    [t_min, t_max]; "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
   sampler: name ("euler_maruyama" | "predictor_corrector" | "heun_ode" | "dpm_solver"),
     num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), rho (Karras ρ = 7), snr and
     corrector_steps (predictor–corrector).
@@ -112,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
             beta_max=20.0,
             parameterization="score_over_sigma",
             sigma_data=1.0,
+            normalize_target=False,
             t_sampling="sampler_range",
             t_min_train=2e-5,
             t_max_train=2.0,

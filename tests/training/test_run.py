@@ -1,0 +1,170 @@
+"""Closure-model training end to end: tiny study, paper-config smoke tests, bad input."""
+
+from __future__ import annotations
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from closurejax.data import generate
+from closurejax.diffusion import conditional
+from closurejax.evaluation import offline
+from closurejax.training import checkpoint, run
+from experiments.configs import demo
+
+
+def tiny_study() -> dict:
+    config = demo.get_config().to_dict()
+    config["data"].update(
+        fine_size=32,
+        coarse_size=16,
+        num_trajectories=3,
+        num_test=1,
+        t_burn_in=0.01,
+        t_end=0.05,
+        snapshot_interval=0.01,
+        trajectories_per_chunk=3,
+        zero_shot_sizes=(32,),
+    )
+    config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
+    config["training"].update(
+        batch_size=4, num_epochs=2, checkpoint_every=2, log_every=1, schedule="constant"
+    )
+    config["evaluation"].update(ensemble_size=3, max_snapshots=4)
+    return config
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    config = tiny_study()
+    generate.generate(config, workdir, show_progress=False, log=lambda _: None)
+    return config, workdir
+
+
+def test_train_then_load_and_sample_at_two_resolutions(study):
+    config, workdir = study
+    model, state = run.train(config, workdir, show_progress=False)
+    assert int(state.step) == 4  # 2 epochs × ⌊(2 train trajectories × 5 snapshots) / 4⌋ batches
+    loaded, params = run.load(config, workdir, use_ema=False)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    sampler = conditional.sampler_from_config(config["sampler"])
+    from closurejax.data import store
+
+    for path, suffix in ((workdir / "dataset", ""), (workdir / "zero_shot", "_32")):
+        data = store.open_dataset(path)
+        fields = offline.test_fields(data, [*loaded.condition_names, "target"], suffix, 2)
+        summary, example = offline.evaluate_score_model(
+            loaded, params, fields, sampler, 3, jax.random.PRNGKey(0)
+        )
+        assert np.isfinite(summary["rel_error_mean"]) and summary["num_snapshots"] == 2
+        assert example["samples"].shape == (3, *fields["target"].shape[1:])
+
+
+def test_regression_baseline_trains_and_predicts(study):
+    config, workdir = study
+    config = {**config, "model": {**config["model"], "kind": "regression"}}
+    model, state = run.train(config, workdir, show_progress=False)
+    loaded, params = run.load(config, workdir)
+    from closurejax.data import store
+
+    fields = offline.test_fields(
+        store.open_dataset(workdir / "dataset"), ["omega", "sparse_interpolated", "target"]
+    )
+    result = offline.evaluate_regression_model(loaded, params, fields)
+    assert np.isfinite(result["rel_error"]) and result["num_snapshots"] == 5
+
+
+def test_checkpoint_of_another_architecture_is_refused(study):
+    config, workdir = study
+    run.train(config, workdir, show_progress=False)
+    wider = {**config, "model": {**config["model"], "width": 12}}
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match="params/"):
+        run.load(wider, workdir)
+
+
+def test_dataset_of_another_config_is_refused_for_training(study, tmp_path):
+    config, workdir = study
+    other = {**config, "physics": {**config["physics"], "viscosity": 5e-3}}
+    with pytest.raises(ValueError, match="viscosity"):
+        run.train(other, workdir, show_progress=False)
+
+
+def unit_stats(names):
+    return {n: {"mean": 0.0, "std": 1.0} for n in names}
+
+
+@pytest.mark.parametrize(
+    "study_name", ["paper_a_h", "paper_a_g", "paper_a_g_conv", "paper_b", "les"]
+)
+def test_paper_configs_build_train_one_step_and_sample(study_name):
+    config = importlib.import_module(f"experiments.configs.{study_name}").get_config().to_dict()
+    model = conditional.from_config(config, unit_stats([*config["model"]["conditions"], "target"]))
+    n = config["data"]["coarse_size"]
+    params = model.init(jax.random.PRNGKey(0), n)
+    key = jax.random.PRNGKey(1)
+    batch = {
+        name: 0.1 * jax.random.normal(jax.random.fold_in(key, i), (2, n, n))
+        for i, name in enumerate([*model.condition_names, "target"])
+    }
+    tx = optax.adam(1e-3)
+
+    @jax.jit
+    def train_step(params, opt_state):
+        (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(params, batch, key)
+        updates, opt_state = tx.update(grads, opt_state)
+        return optax.apply_updates(params, updates), loss
+
+    new_params, loss = train_step(params, tx.init(params))
+    assert np.isfinite(loss)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(new_params), strict=True)
+    )
+    sampler = conditional.sampler_from_config(config["sampler"])
+    cond = {name: batch[name] for name in model.condition_names}
+    sample = jax.jit(lambda p, k: model.sample(p, k, cond, sampler))(new_params, key)
+    assert sample.shape == (2, n, n) and np.all(np.isfinite(np.asarray(sample)))
+
+
+def small_model(**model_overrides):
+    config = tiny_study()
+    config["model"].update(model_overrides)
+    model = conditional.from_config(config, unit_stats(["omega", "sparse_interpolated", "target"]))
+    return model, model.init(jax.random.PRNGKey(0), 16)
+
+
+def test_conditions_whose_shapes_disagree_are_refused():
+    model, params = small_model()
+    cond = {"omega": jnp.zeros((2, 16, 16)), "sparse_interpolated": jnp.zeros((2, 32, 32))}
+    with pytest.raises(ValueError, match="sparse_interpolated.*shape"):
+        model.sample(
+            params,
+            jax.random.PRNGKey(0),
+            cond,
+            conditional.sampler_from_config(tiny_study()["sampler"]),
+        )
+    with pytest.raises(ValueError, match="missing condition"):
+        model.encode(params, {"omega": jnp.zeros((2, 16, 16))})
+
+
+def test_grid_smaller_than_twice_the_modes_is_refused():
+    model, params = small_model()
+    cond = {"omega": jnp.zeros((2, 6, 6)), "sparse_interpolated": jnp.zeros((2, 6, 6))}
+    with pytest.raises(ValueError, match="modes"):
+        model.encode(params, cond)
+
+
+def test_batch_with_nan_is_refused():
+    model, params = small_model()
+    cond = {
+        "omega": jnp.zeros((2, 16, 16)).at[0, 1, 1].set(jnp.nan),
+        "sparse_interpolated": jnp.zeros((2, 16, 16)),
+    }
+    with pytest.raises(ValueError, match="non-finite"):
+        model.encode(params, cond)

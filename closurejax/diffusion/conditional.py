@@ -1,0 +1,240 @@
+"""Conditional closure models: U ~ p(U | y) in physical space (papers.md, paper A; paper B P-CDM).
+
+A `ClosureModel` bundles the network (the conditional FNO score network, or the deterministic FNO
+baseline), the SDE and the output parameterisation, and the normalisation of the fields. It
+exposes the pure functions the rest of the library closes over:
+
+* `sample(params, key, cond, sampler) -> U [B, n, n]`: encodes the condition ONCE (the condition
+  branches do not depend on the noise level; design.md, "Cost model" — the papers recompute them at
+  every sampler step), runs any sampler of `closurejax.diffusion.samplers` with the target branch
+  only, and returns the closure in physical units;
+* `predict(params, cond) -> U` for the regression baseline;
+* `loss(params, batch, key)` for training (denoising score matching with λ(t) = σ(t)², or MSE).
+
+Fields enter in physical units `[B, n, n]` keyed by dataset array names; conditions are normalised
+with the training statistics. The target is kept in physical units by default, as in the papers:
+their sampler starts at σ(t_max) = 0.375 (σ = 26, t_max = 0.1), which is "pure noise" only
+relative to the small physical closure (std ≈ 0.05 for H). `normalize_target=True` trains on the
+standardised target instead; then choose t_max with σ(t_max) ≫ 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from closurejax.diffusion import losses, samplers
+from closurejax.diffusion import sde as sde_lib
+from closurejax.models import fno
+
+KINDS = ("score", "regression")
+Stats = Mapping[str, Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClosureModel:
+    """A conditional closure model; see the module docstring.
+
+    Attributes:
+      network: `fno.ConditionalFNO` (kind "score") or `fno.DeterministicFNO` ("regression").
+      kind: one of KINDS.
+      sde: forward SDE (score models).
+      parameterization: "score_over_sigma" (papers) or "edm".
+      sigma_data: EDM's data std (in the units the diffusion runs in).
+      condition_names: dataset arrays conditioned on, in order.
+      stats: name → {"mean", "std"} of the training split (conditions and "target").
+      normalize_target: diffuse the standardised target instead of the physical one.
+      train_times: (t_min, t_max) of the uniform training-time distribution.
+    """
+
+    network: nn.Module
+    kind: str
+    sde: Any
+    parameterization: str
+    sigma_data: float
+    condition_names: tuple[str, ...]
+    stats: Stats
+    normalize_target: bool
+    train_times: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"model.kind={self.kind!r} is invalid; allowed: {KINDS}")
+        missing = [n for n in (*self.condition_names, "target") if n not in self.stats]
+        if missing:
+            raise ValueError(f"normalisation statistics missing for {missing}")
+
+    # --- normalisation ---------------------------------------------------------------------
+
+    def _scale(self, name: str) -> tuple[float, float]:
+        if name == "target" and not self.normalize_target:
+            return 0.0, 1.0
+        s = self.stats[name]
+        return float(s["mean"]), float(s["std"])
+
+    def normalise(self, name: str, field: jax.Array) -> jax.Array:
+        mean, std = self._scale(name)
+        return (field - mean) / std
+
+    def denormalise(self, name: str, field: jax.Array) -> jax.Array:
+        mean, std = self._scale(name)
+        return field * std + mean
+
+    def check_conditions(self, cond: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """The conditions in model order; clear errors for a missing name or mismatched shapes."""
+        missing = [n for n in self.condition_names if n not in cond]
+        if missing:
+            raise ValueError(
+                f"missing condition field(s) {missing}; the model conditions on "
+                f"{list(self.condition_names)}"
+            )
+        shapes = {n: tuple(cond[n].shape) for n in self.condition_names}
+        first = self.condition_names[0]
+        for name, shape in shapes.items():
+            if len(shape) != 3 or shape[-1] != shape[-2]:
+                raise ValueError(f"condition '{name}' must be [batch, n, n], got shape {shape}")
+            if shape != shapes[first]:
+                raise ValueError(
+                    f"condition '{name}' has shape {shape} but '{first}' has {shapes[first]}: "
+                    "all conditions must share one batch size and grid"
+                )
+        return {n: cond[n] for n in self.condition_names}
+
+    # --- pure functions --------------------------------------------------------------------
+
+    def init(self, key: jax.Array, n: int, batch: int = 1) -> Any:
+        """Parameters for `[batch, n, n]` fields (the same parameters serve any grid ≥ 2·modes)."""
+        x = jnp.zeros((batch, n, n))
+        cond = {name: x for name in self.condition_names}
+        if self.kind == "regression":
+            return self.network.init(key, cond)
+        return self.network.init(key, x, jnp.ones((batch,)), cond)
+
+    def encode(self, params: Any, cond: Mapping[str, jax.Array]) -> jax.Array:
+        """Condition features (normalised conditions through the condition branches)."""
+        cond = self.check_conditions(cond)
+        normalised = {n: self.normalise(n, v) for n, v in cond.items()}
+        return self.network.apply(params, normalised, method=self.network.encode)
+
+    def score_fn(self, params: Any, features: jax.Array) -> losses.ScoreFn:
+        """score(x_t, t) in the diffusion's units, with the condition features closed over."""
+
+        def net(x: jax.Array, tau: jax.Array) -> jax.Array:
+            return self.network.apply(params, x, tau, features, method=self.network.denoise)
+
+        return losses.make_score_fn(net, self.sde, self.parameterization, self.sigma_data)
+
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        cond: Mapping[str, jax.Array],
+        sampler: samplers.SamplerConfig,
+    ) -> jax.Array:
+        """One closure sample per condition: `[B, n, n]` physical units (jit/vmap-able)."""
+        if self.kind != "score":
+            raise ValueError("sample() needs a score model; use predict() for kind='regression'")
+        features = self.encode(params, cond)
+        shape = tuple(cond[self.condition_names[0]].shape)
+        x, _ = sampler.sample(key, self.score_fn(params, features), self.sde, shape)
+        return self.denormalise("target", x)
+
+    def predict(self, params: Any, cond: Mapping[str, jax.Array]) -> jax.Array:
+        """The regression baseline's closure `[B, n, n]` in physical units."""
+        if self.kind != "regression":
+            raise ValueError("predict() is for kind='regression'; use sample() for score models")
+        cond = self.check_conditions(cond)
+        normalised = {n: self.normalise(n, v) for n, v in cond.items()}
+        return self.denormalise("target", self.network.apply(params, normalised))
+
+    def loss(
+        self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Training loss of a batch of PHYSICAL fields (conditions and "target")."""
+        target = self.normalise("target", batch["target"])
+        if self.kind == "regression":
+            pred = self.network.apply(
+                params, {n: self.normalise(n, batch[n]) for n in self.condition_names}
+            )
+            per_sample = jnp.sum((pred - target) ** 2, axis=(-2, -1))
+            return jnp.mean(per_sample), {}
+        features = self.encode(params, {n: batch[n] for n in self.condition_names})
+        t_sampler = losses.uniform_t(*self.train_times)
+        value = losses.dsm_loss(key, target, self.score_fn(params, features), self.sde, t_sampler)
+        return value, {}
+
+
+def make_sde(diffusion: Mapping[str, Any]) -> Any:
+    """VE (σ) or VP (β_min, β_max) SDE from the `diffusion` config section."""
+    name = diffusion["sde"]
+    if name == "ve":
+        return sde_lib.VESDE(sigma=float(diffusion["sigma"]))
+    if name == "vp":
+        return sde_lib.VPSDE(
+            beta_min=float(diffusion["beta_min"]), beta_max=float(diffusion["beta_max"])
+        )
+    raise ValueError(f"diffusion.sde={name!r} is invalid; allowed: ('ve', 'vp')")
+
+
+def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> samplers.SamplerConfig:
+    """`SamplerConfig` from the `sampler` config section (fields as in experiments/configs)."""
+    fields = dict(
+        name=sampler["name"],
+        num_steps=int(sampler["num_steps"]),
+        t_min=float(sampler["t_min"]),
+        t_max=float(sampler["t_max"]),
+        rho=float(sampler["rho"]),
+        snr=float(sampler["snr"]),
+        corrector_steps=int(sampler["corrector_steps"]),
+    )
+    fields.update(overrides)
+    return samplers.SamplerConfig(**fields)
+
+
+def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
+    """The closure model of a study config (sections model, diffusion, sampler) and data stats."""
+    model, diffusion, sampler = config["model"], config["diffusion"], config["sampler"]
+    kind = model["kind"]
+    conditions = tuple(model["conditions"])
+    if not conditions:
+        raise ValueError("model.conditions must name at least one dataset array")
+    common = dict(
+        width=int(model["width"]),
+        modes=int(model["modes"]),
+        depth=int(model["depth"]),
+        condition_names=conditions,
+        spectral_method=model["spectral_method"],
+    )
+    if kind == "score":
+        network: nn.Module = fno.ConditionalFNO(
+            embed_dim=int(model["embed_dim"]), embed_scale=float(model["embed_scale"]), **common
+        )
+    elif kind == "regression":
+        network = fno.DeterministicFNO(**common)
+    else:
+        raise ValueError(f"model.kind={kind!r} is invalid; allowed: {KINDS}")
+    t_sampling = diffusion["t_sampling"]
+    if t_sampling == "sampler_range":
+        train_times = (float(sampler["t_min"]), float(sampler["t_max"]))
+    elif t_sampling == "paper":
+        train_times = (float(diffusion["t_min_train"]), float(diffusion["t_max_train"]))
+    else:
+        raise ValueError(
+            f"diffusion.t_sampling={t_sampling!r} is invalid; allowed: ('sampler_range', 'paper')"
+        )
+    return ClosureModel(
+        network=network,
+        kind=kind,
+        sde=make_sde(diffusion),
+        parameterization=diffusion["parameterization"],
+        sigma_data=float(diffusion["sigma_data"]),
+        condition_names=conditions,
+        stats=stats,
+        normalize_target=bool(diffusion.get("normalize_target", False)),
+        train_times=train_times,
+    )

@@ -45,7 +45,9 @@ def evaluate(config, workdir: Path) -> dict:
     results: dict = {"sampler": sampler.settings() | {"name": sampler.name, "nfe": sampler.nfe}}
     regression = None
     if (workdir / "regression").exists():
-        regression = run.load(config, workdir, run_name="regression", use_ema=evaluation.use_ema)
+        reg_config = config.to_dict()
+        reg_config["model"]["kind"] = "regression"
+        regression = run.load(reg_config, workdir, use_ema=evaluation.use_ema)
     for size, (suffix, data) in zip(sizes, datasets.items(), strict=True):
         fields = offline.test_fields(data, names, suffix, evaluation.max_snapshots)
         key = jax.random.PRNGKey(config.seed)

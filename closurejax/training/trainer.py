@@ -113,7 +113,8 @@ class OptimConfig:
         step k < warmup_steps; the step schedule keeps counting epochs from step 0, the cosine
         schedule decays over ``[warmup_steps, total steps]``.
       grad_clip_norm: clip gradients to this global norm before Adam; None = no clipping.
-      ema_decay: EMA of the parameters, ``ema <- d * ema + (1 - d) * params`` after every update,
+      ema_decay: EMA of the parameters, ``ema <- d_k * ema + (1 - d_k) * params`` after update k,
+        with the usual warm-up ``d_k = min(ema_decay, (1 + k) / (10 + k))``,
         in [0, 1); 0 = off (the EMA equals the parameters).
       weight_decay: 0 = Adam; > 0 = AdamW (decoupled decay, scaled by the learning rate).
       b1, b2, eps: Adam's moment decays and denominator offset.
@@ -277,9 +278,12 @@ def _make_train_step(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if ema_decay > 0:
-            ema = jax.tree.map(
-                lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params
-            )
+            # warm-up: d_k = min(d, (1 + k)/(10 + k)) at update k, so the initial parameters do
+            # not linger in the average (with a fixed d = 0.999 they would still weigh 22 %
+            # after 1500 updates)
+            k = state.step.astype(jnp.float32)
+            decay = jnp.minimum(ema_decay, (1.0 + k) / (10.0 + k))
+            ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
         else:
             ema = params
         new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)

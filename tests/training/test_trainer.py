@@ -175,7 +175,16 @@ def test_ema_update_rule(tmp_path: Path) -> None:
         jax.tree.leaves(after.ema_params),
         strict=True,
     ):
-        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * p1, rtol=1e-6, atol=1e-7)
+        # first update (k = 0): warm-up decay min(0.9, 1/10) = 0.1
+        np.testing.assert_allclose(e1, 0.1 * e0 + 0.9 * p1, rtol=1e-6, atol=1e-7)
+    later = jax.device_get(t.train(num_steps=2))  # k = 1: decay min(0.9, 2/11)
+    for e1, p2, e2 in zip(
+        jax.tree.leaves(after.ema_params),
+        jax.tree.leaves(later.params),
+        jax.tree.leaves(later.ema_params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(e2, (2 / 11) * e1 + (9 / 11) * p2, rtol=1e-6, atol=1e-7)
     t_off = trainer(tmp_path / "off", optim=OptimConfig(num_steps=2, ema_decay=0.0))
     off = t_off.train()
     assert_states_identical(off.params, off.ema_params)

@@ -1,4 +1,4 @@
-"""End to end: `experiments/benchmark.py --quick --only=solver` writes the solver records."""
+"""End to end: `experiments/benchmark.py --quick` writes the solver and score records."""
 
 from __future__ import annotations
 
@@ -54,3 +54,41 @@ def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
         assert f"solver/{config['stepper']}/n{config['n']}/b{config['batch']}/" in name
         assert config["K"] == 2 and config["dtype"] == "float32"
         assert r["device"] == bench.device_description()
+
+
+def test_benchmark_script_quick_score_group(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "benchmark.py"),
+            "--quick",
+            "--only=score",
+            f"--output={output}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = {r["name"]: r for r in json.loads(output.read_text())}
+    samplers = ("euler_maruyama", "predictor_corrector", "heun_ode", "dpm_solver")
+    expected = {f"score/forward/{m}/b{b}/seconds" for m in ("dft", "fft") for b in (1, 4)}
+    expected |= {f"score/sample/{s}/b4/seconds" for s in samplers}
+    expected |= {"score/forward/b4/flop_ratio", "score/train_step/b8/seconds"}
+    assert set(records) == expected
+    ratio = records["score/forward/b4/flop_ratio"]
+    assert ratio["target"] == 3.0 and ratio["meets_target"] == (ratio["value"] <= 3.0)
+    assert ratio["config"]["flops"] > 0 and ratio["config"]["best_method"] in ("dft", "fft")
+    assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in records.values())
+
+
+def test_sampler_accuracy_group_needs_a_trained_study(tmp_path: Path) -> None:
+    import pytest
+
+    from closurejax.evaluation import score_benchmarks
+
+    with pytest.raises(FileNotFoundError, match="cpu_small"):
+        score_benchmarks.sampler_accuracy_benchmarks(True, str(tmp_path))

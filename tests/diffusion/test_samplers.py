@@ -10,7 +10,7 @@ known in closed form, which lets the ODE samplers' convergence order be measured
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,17 +25,6 @@ MU, S = 0.7, 0.3
 VE = VESDE(26.0)
 VP = VPSDE()
 SAMPLER_NAMES = ["euler_maruyama", "predictor_corrector", "heun_ode", "dpm_solver"]
-
-
-@pytest.fixture
-def x64() -> Iterator[None]:
-    """Run one test in float64, restoring the previous setting."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 # --------------------------------------------------------------------------------------------------

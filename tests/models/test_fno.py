@@ -4,8 +4,6 @@ The architecture is the conditional FNO score network of papers A and B
 (``/work/shared/reference/papers.md``, "Score network (FNO)", and paper B's P-CDM line).
 """
 
-from collections.abc import Iterator
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,17 +29,6 @@ from closurejax.models.fno import (
     spectral_conv_dft,
     spectral_conv_fft,
 )
-
-
-@pytest.fixture
-def x64() -> Iterator[None]:
-    """Runs a test in float64, restoring the previous setting."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 def _numpy_spectral_conv(x: np.ndarray, weight: np.ndarray) -> np.ndarray:

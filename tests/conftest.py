@@ -1,4 +1,4 @@
-"""Shared fixtures for the physics tests."""
+"""Fixtures shared by all tests."""
 
 from collections.abc import Iterator
 

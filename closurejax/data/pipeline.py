@@ -256,3 +256,29 @@ class Batches:
     def denormalise(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Inverse of the normalisation for a batch (or model outputs) keyed by array name."""
         return {name: denormalise(x, self.stats[name]) for name, x in batch.items()}
+
+
+PREVIOUS_TARGET = "previous_target"
+"""Derived condition: the closure target one snapshot earlier in the same trajectory (papers.md:
+the score network may condition on the previous closure sample, as the online solver has it)."""
+
+
+def trajectory_fields(
+    data: Any, split: str, names: Sequence[str], suffix: str = ""
+) -> dict[str, np.ndarray]:
+    """Arrays `[trajectories, snapshots, ...]` of `names` from a dataset split, with the derived
+    `PREVIOUS_TARGET` when asked for: every other array then drops its first snapshot and
+    `previous_target[:, j] = target[:, j]` of the snapshot before (memory-mapped views, no copy).
+    `suffix` selects the zero-shot arrays (`omega_128`, …)."""
+    arrays = data.arrays(split) if hasattr(data, "arrays") else data
+    derived = PREVIOUS_TARGET in names
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        source = "target" if name == PREVIOUS_TARGET else name
+        if source + suffix not in arrays:
+            raise ValueError(f"dataset split '{split}' has no array '{source + suffix}'")
+        a = arrays[source + suffix]
+        if derived:
+            a = a[:, :-1] if name == PREVIOUS_TARGET else a[:, 1:]
+        out[name] = a
+    return out

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from closurejax.data.pipeline import PREVIOUS_TARGET
 from closurejax.diffusion import losses, samplers
 from closurejax.diffusion import sde as sde_lib
 from closurejax.models import fno
@@ -199,6 +200,8 @@ def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> sampler
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
     """The closure model of a study config (sections model, diffusion, sampler) and data stats."""
     model, diffusion, sampler = config["model"], config["diffusion"], config["sampler"]
+    if "target" in stats:  # the derived previous-snapshot condition shares the target's scale
+        stats = {**stats, PREVIOUS_TARGET: stats["target"]}
     kind = model["kind"]
     conditions = tuple(model["conditions"])
     if not conditions:

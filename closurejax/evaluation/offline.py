@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from closurejax.data import store
+from closurejax.data import pipeline, store
 from closurejax.diffusion import conditional, samplers
 from closurejax.evaluation import metrics
 
@@ -26,13 +26,10 @@ def test_fields(
 ) -> dict[str, np.ndarray]:
     """Test-split fields `[N, n, n]` (trajectories × snapshots flattened), optionally thinned to
     `max_snapshots` evenly spaced samples (0 = all)."""
-    arrays = {}
-    for name in names:
-        key = name + suffix
-        if key not in data.test:
-            raise ValueError(f"dataset at {data.path} has no test array '{key}'")
-        a = np.asarray(data.test[key])
-        arrays[name] = a.reshape(-1, *a.shape[-2:])
+    arrays = {
+        name: np.asarray(a).reshape(-1, *a.shape[-2:])
+        for name, a in pipeline.trajectory_fields(data, "test", names, suffix).items()
+    }
     total = len(next(iter(arrays.values())))
     if max_snapshots and max_snapshots < total:
         index = np.linspace(0, total - 1, max_snapshots).round().astype(int)

@@ -57,7 +57,7 @@ def build_trainer(
     names = [*model.condition_names, "target"]
     unit = {name: {"mean": 0.0, "std": 1.0} for name in names}  # the model normalises itself
     batches = pipeline.Batches(
-        data,
+        pipeline.trajectory_fields(data, "train", names),
         names,
         batch_size=int(training["batch_size"]),
         seed=int(training["seed"]),

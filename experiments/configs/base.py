@@ -24,7 +24,8 @@ Fields:
     model; "regression": the deterministic MSE baseline with the same backbone), width (20),
     modes (8), depth (4 FNO layers per branch), embed_dim (256 Gaussian Fourier features),
     embed_scale (30), conditions (dataset arrays the model conditions on, e.g. ("omega",
-    "sparse_interpolated")), spectral_method ("auto" | "fft" | "dft").
+    "sparse_interpolated"); "previous_target" adds the closure one snapshot earlier, the
+    previous closure sample of the online solver), spectral_method ("auto" | "fft" | "dft").
   diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,

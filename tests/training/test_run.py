@@ -168,3 +168,22 @@ def test_batch_with_nan_is_refused():
     }
     with pytest.raises(ValueError, match="non-finite"):
         model.encode(params, cond)
+
+
+def test_previous_closure_sample_as_a_condition(study):
+    from closurejax.data import pipeline, store
+
+    config, workdir = study
+    data = store.open_dataset(workdir / "dataset")
+    fields = pipeline.trajectory_fields(
+        data, "train", ["omega", pipeline.PREVIOUS_TARGET, "target"]
+    )
+    # aligned: the condition at snapshot j is the target at snapshot j − 1 of the same trajectory
+    np.testing.assert_array_equal(fields[pipeline.PREVIOUS_TARGET][:, 1:], fields["target"][:, :-1])
+    np.testing.assert_array_equal(fields["omega"], data.train["omega"][:, 1:])
+    assert fields["target"].shape[1] == data.train["target"].shape[1] - 1
+    config = {**config, "model": {**config["model"], "conditions": ("omega", "previous_target")}}
+    model, state = run.train(config, workdir, run_name="previous", show_progress=False)
+    assert model.condition_names == ("omega", "previous_target") and int(state.step) > 0
+    test = offline.test_fields(data, ["omega", "previous_target", "target"])
+    assert len(test["target"]) == 4  # one test trajectory, 5 snapshots, first has no predecessor

@@ -1,0 +1,526 @@
+"""Online closure simulation: the coarse solver and a closure source fused into ONE jitted step.
+
+Paper A's online use (papers.md, "Online use"): a 64² solver runs with a closure term (G, H, or
+the LES term Π) supplied by a model instead of the resolved physics. The closure is *sampled*
+every k = 5 steps; in between the last sample is reused plus N(0, (5e-5)²) noise, drawn fresh each
+step (and not accumulated: the carry keeps the last sample itself). Sparse measurements the model
+conditions on come from the reference trajectory, step by step.
+
+Pieces:
+
+* closure sources — frozen dataclasses (their `params` become the leaves of the step pytree, so a
+  jitted rollout takes the network weights as arguments rather than baking them in as
+  constants). Each has a `kind` and a pure `closure(params, key, omega [n, n], context) -> [n, n]`
+  for ONE member (ensembles come from vmap): `NoClosure` (the papers' "without closure" run:
+  zero field), `ExactClosure` (the exact G or H of the current state and step key; with it the
+  coupled run reproduces the full solver), `ReferenceClosure` (a field of the context, e.g. the
+  reference trajectory's exact term), `Smagorinsky` (Π estimate for closure "Pi"),
+  `RegressionClosure` (deterministic FNO baseline) and `DiffusionClosure` (one conditional sample
+  per call, papers A and B).
+* `make_coupled_step(solver, source, every, reuse_noise) -> CoupledStep`, a callable pytree
+  `step(carry, key, context=None) -> carry` whose sample/reuse switch is a `lax.cond` on
+  `state.step % every == 0`: one compiled function holds solver and sampler, and only the taken
+  branch runs (the sampler costs nothing on reuse steps).
+* `rollout` (lax.scan) and `ensemble_rollout` (vmap over members, optionally sharded over a
+  `("data",)` mesh) with in-graph blow-up detection: once a step yields a non-finite state or
+  closure, the member's carry is frozen at its last finite state and the step is reported.
+
+Keys: `key` given to a step is that step's key, `fold_in(run key, state.step)` (as
+`navier_stokes.step_key`). The solver draws this step's physical noise from it (closure "Pi"), and
+so does `ExactClosure` (H and G contain the step's noise σẆ). Sources that need randomness of
+their own derive it with `fold_in(key, stream)` (distinct streams for the sampler and the reuse
+noise), so no key is ever used for two different draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import Mesh
+
+from closurejax.diffusion.conditional import ClosureModel
+from closurejax.diffusion.samplers import SamplerConfig
+from closurejax.parallel import shard_batch
+from closurejax.physics import closures
+from closurejax.physics.grid import SpectralGrid
+from closurejax.physics.navier_stokes import Solver, State, step_key
+
+__all__ = [
+    "ClosureSource",
+    "CoupledCarry",
+    "CoupledStep",
+    "DiffusionClosure",
+    "ExactClosure",
+    "NoClosure",
+    "ReferenceClosure",
+    "RegressionClosure",
+    "Smagorinsky",
+    "ensemble_rollout",
+    "initial_carry",
+    "make_coupled_step",
+    "rollout",
+]
+
+Context = Mapping[str, jax.Array]
+
+# fold_in streams of a step key (the key itself is the physical noise's: solver / exact closure).
+_SAMPLER_STREAM = 1
+_REUSE_STREAM = 2
+
+
+@runtime_checkable
+class ClosureSource(Protocol):
+    """Anything that supplies a closure field for one member.
+
+    Attributes:
+      kind: a short name ("none", "exact", "reference", "smagorinsky", "regression", "diffusion").
+      params: the pytree of learnable parameters (None for parameter-free sources).
+    """
+
+    kind: str
+    params: Any
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """Closure field `[n, n]` (physical units) for vorticity `omega` `[n, n]` (physical)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class NoClosure:
+    """The "without closure" baseline: a zero field (the solver minus the modelled term).
+
+    With a `Solver(closure="none")` nothing is supplied at all; with "H" / "G" / "Pi" the zero
+    field drops the term the closure stands for (papers.md, reported "without closure" runs).
+    """
+
+    params: Any = None
+    kind: str = "none"
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """Zeros like `omega` `[n, n]`."""
+        return jnp.zeros_like(omega)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactClosure:
+    """The exact G or H of the current coarse state for this step's key (`physics.closures`).
+
+    Coupled with a `Solver(closure=target)` it reproduces the full solver's trajectory: H and G
+    contain the step's noise σẆ, drawn from the step key exactly as `Solver.step` draws it.
+    """
+
+    solver: Solver
+    target: str = "H"
+    params: Any = None
+    kind: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.target not in ("G", "H"):
+            raise ValueError(f"ExactClosure.target={self.target!r} is invalid; allowed: ('G', 'H')")
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """G or H `[n, n]` of the state with vorticity `omega` `[n, n]`."""
+        state = State(self.solver.grid.to_spectral(omega), jnp.zeros((), jnp.int32))
+        return closures.exact_closure(self.solver, state, key, self.target)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceClosure:
+    """The closure read from the context: `context[name]` `[n, n]` (e.g. a reference's exact H)."""
+
+    name: str = "target"
+    params: Any = None
+    kind: str = "reference"
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """`context[name]` `[n, n]`."""
+        if self.name not in context:
+            raise ValueError(
+                f"ReferenceClosure needs context field {self.name!r}; the rollout's reference "
+                f"supplies {sorted(context)}"
+            )
+        return context[self.name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Smagorinsky:
+    """Smagorinsky's estimate of the sub-grid term Π from ω̄ (`closures.smagorinsky`).
+
+    For a `Solver(closure="Pi")`, which subtracts the field it is given (∂ω̄/∂t = … − Π), so the
+    step adds the dissipative −Π_smag.
+    """
+
+    grid: SpectralGrid
+    cs: float = 0.16
+    delta: float | None = None
+    params: Any = None
+    kind: str = "smagorinsky"
+
+    def __post_init__(self) -> None:
+        if not self.cs > 0:
+            raise ValueError(f"Smagorinsky.cs={self.cs!r} is invalid; allowed: cs > 0")
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """Π_smag `[n, n]` of ω̄ = `omega` `[n, n]`."""
+        return closures.smagorinsky(omega, self.grid, self.cs, self.delta)
+
+
+def _conditions(model: ClosureModel, omega: jax.Array, context: Context) -> dict[str, jax.Array]:
+    """The model's conditions `{name: [1, n, n]}`: "omega" from the state, the rest from context."""
+    fields = {"omega": omega, **context}
+    missing = [n for n in model.condition_names if n not in fields]
+    if missing:
+        raise ValueError(
+            f"the closure model conditions on {list(model.condition_names)}, but {missing} is "
+            f"neither 'omega' nor in the rollout's reference ({sorted(context)})"
+        )
+    return {n: fields[n][None] for n in model.condition_names}
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressionClosure:
+    """The deterministic FNO baseline: `model.predict(params, cond)` (papers.md, paper A)."""
+
+    model: ClosureModel
+    params: Any
+    kind: str = "regression"
+
+    def __post_init__(self) -> None:
+        if self.model.kind != "regression":
+            raise ValueError(
+                f"RegressionClosure needs a model of kind 'regression', got {self.model.kind!r}"
+            )
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """Prediction `[n, n]` conditioned on `omega` `[n, n]` and the context fields."""
+        return self.model.predict(params, _conditions(self.model, omega, context))[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionClosure:
+    """One sample of the conditional score model per call (papers A and B, P-CDM).
+
+    The sampler's key is `fold_in(step key, 1)`, independent of the physical noise of the step.
+    """
+
+    model: ClosureModel
+    params: Any
+    sampler: SamplerConfig
+    kind: str = "diffusion"
+
+    def __post_init__(self) -> None:
+        if self.model.kind != "score":
+            raise ValueError(
+                f"DiffusionClosure needs a model of kind 'score', got {self.model.kind!r}"
+            )
+
+    def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:
+        """A sample `[n, n]` of p(U | omega, context)."""
+        cond = _conditions(self.model, omega, context)
+        sample_key = jax.random.fold_in(key, _SAMPLER_STREAM)
+        return self.model.sample(params, sample_key, cond, self.sampler)[0]
+
+
+class CoupledCarry(NamedTuple):
+    """Carry of the coupled step.
+
+    Attributes:
+      state: solver state (`omega_hat [n, n//2+1]`, `step`).
+      sample: the last closure sample `[n, n]` (physical; reused between sampling steps).
+      closure: the closure field applied in the last step `[n, n]` (sample plus reuse noise).
+    """
+
+    state: State
+    sample: jax.Array
+    closure: jax.Array
+
+
+def initial_carry(solver: Solver, state: State) -> CoupledCarry:
+    """A carry for `state` with zero closure fields `[..., n, n]` (leading axes follow `state`)."""
+    dtype = jnp.real(state.omega_hat).dtype
+    zeros = jnp.zeros((*state.omega_hat.shape[:-2], *solver.grid.shape), dtype)
+    return CoupledCarry(state, zeros, zeros)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["params"],
+    meta_fields=["solver", "source", "every", "reuse_noise"],
+)
+@dataclasses.dataclass(frozen=True)
+class CoupledStep:
+    """The fused online step; see `make_coupled_step`.
+
+    A pytree whose only leaves are `params` (the source's parameters, taken out of `source`), so
+    a jitted rollout takes the weights as arguments instead of embedding them as constants;
+    `source` (with `params=None` where it is a dataclass) is static and must be hashable.
+    """
+
+    solver: Solver
+    source: Any
+    every: int
+    reuse_noise: float
+    params: Any = None
+
+    def __call__(
+        self,
+        carry: CoupledCarry,
+        key: jax.Array,
+        context: Context | None = None,
+        sample: jax.Array | bool | None = None,
+    ) -> CoupledCarry:
+        """One step of one member.
+
+        Args:
+          carry: `CoupledCarry` of one member.
+          key: this step's key, `fold_in(run key, carry.state.step)`.
+          context: this step's extra condition fields `{name: [n, n]}` (e.g. sparse measurements
+            of the reference trajectory).
+          sample: whether to sample the closure this step (a scalar bool, possibly traced);
+            defaults to `carry.state.step % every == 0`. Rollouts pass an un-batched flag so that
+            under vmap the `lax.cond` stays a branch rather than becoming a select.
+
+        Returns:
+          The carry after the step.
+        """
+        solver, source = self.solver, self.source
+        state = carry.state
+        context = {} if context is None else dict(context)
+        if sample is None:
+            sample = state.step % self.every == 0
+        if solver.closure == "none":
+            return CoupledCarry(solver.step(state, key), carry.sample, carry.closure)
+        omega = solver.vorticity(state)
+        dtype = omega.dtype
+
+        def fresh(_: None) -> jax.Array:
+            return source.closure(self.params, key, omega, context).astype(dtype)
+
+        def reuse(_: None) -> jax.Array:
+            return carry.sample.astype(dtype)
+
+        new_sample = lax.cond(jnp.asarray(sample), fresh, reuse, None)
+        applied = new_sample
+        if self.reuse_noise > 0:
+            noise = jax.random.normal(jax.random.fold_in(key, _REUSE_STREAM), omega.shape, dtype)
+            applied = new_sample + jnp.where(sample, 0.0, self.reuse_noise) * noise
+        return CoupledCarry(solver.step(state, key, applied), new_sample, applied)
+
+
+def make_coupled_step(
+    solver: Solver, source: ClosureSource, every: int = 5, reuse_noise: float = 5e-5
+) -> CoupledStep:
+    """The online step: solver + closure source, sampled every `every` steps (papers.md).
+
+    Args:
+      solver: the coarse `Solver`; its `closure` ("none", "H", "G", "Pi") says which term the
+        source supplies.
+      source: a `ClosureSource`; `NoClosure` for `Solver(closure="none")`.
+      every: sample the closure on steps with `state.step % every == 0` (k = 5 in the papers).
+      reuse_noise: std of the N(0, reuse_noise²) noise added to the reused sample on the other
+        steps (5e-5 in the papers); 0 reuses it unchanged.
+
+    Returns:
+      `CoupledStep`, `step(carry, key, context=None) -> carry` (pure, jit/vmap-able).
+    """
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every={every!r} is invalid; allowed: an int ≥ 1")
+    if not reuse_noise >= 0:
+        raise ValueError(f"reuse_noise={reuse_noise!r} is invalid; allowed: ≥ 0")
+    if not isinstance(source, ClosureSource):
+        raise TypeError(f"source must be a ClosureSource (kind, params, closure), got {source!r}")
+    if solver.closure == "none" and source.kind != "none":
+        raise ValueError(
+            f"Solver(closure='none') takes no closure field, but the source is {source.kind!r}; "
+            "use a solver with closure 'H', 'G' or 'Pi'"
+        )
+    if isinstance(source, ExactClosure) and source.target != solver.closure:
+        raise ValueError(
+            f"ExactClosure(target={source.target!r}) does not match Solver(closure="
+            f"{solver.closure!r})"
+        )
+    if isinstance(source, Smagorinsky) and solver.closure != "Pi":
+        raise ValueError(
+            f"Smagorinsky estimates Π; use Solver(closure='Pi'), not {solver.closure!r}"
+        )
+    params = source.params
+    if dataclasses.is_dataclass(source):
+        source = dataclasses.replace(source, params=None)
+    return CoupledStep(solver, source, every, float(reuse_noise), params)
+
+
+# --- rollouts --------------------------------------------------------------------------------
+
+
+def _guarded(
+    step: CoupledStep,
+    carry: CoupledCarry,
+    bad: jax.Array,
+    run_key: jax.Array,
+    context: Context,
+    sample: jax.Array,
+) -> tuple[CoupledCarry, jax.Array]:
+    """One step of one member; freezes the carry at the last finite state (bad = first bad step)."""
+    new = step(carry, step_key(run_key, carry.state), context, sample)
+    ok = jnp.all(jnp.isfinite(new.state.omega_hat)) & jnp.all(jnp.isfinite(new.closure))
+    failed_now = (bad < 0) & ~ok
+    bad = jnp.where(failed_now, carry.state.step, bad)
+    keep_old = bad >= 0
+    carry = jax.tree.map(lambda old, nw: jnp.where(keep_old, old, nw), carry, new)
+    return carry, bad
+
+
+def _check_reference(
+    reference: Mapping[str, jax.Array] | None, num_steps: int, n: int
+) -> dict[str, jax.Array]:
+    if reference is None:
+        return {}
+    if not isinstance(reference, Mapping):
+        raise TypeError(
+            "reference must be a mapping {name: [num_steps, n, n]} (e.g. the reference's "
+            f"'sparse_interpolated' fields) or None, got {type(reference).__name__}"
+        )
+    for name, value in reference.items():
+        if tuple(value.shape) != (num_steps, n, n):
+            raise ValueError(
+                f"reference[{name!r}] has shape {tuple(value.shape)}; expected "
+                f"(num_steps, n, n) = {(num_steps, n, n)}"
+            )
+    return dict(reference)
+
+
+def _check_counts(num_steps: int, save_every: int) -> int:
+    for name, value in (("num_steps", num_steps), ("save_every", save_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid; allowed: an int ≥ 1")
+    if num_steps % save_every:
+        raise ValueError(f"num_steps={num_steps} must be a multiple of save_every={save_every}")
+    return num_steps // save_every
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "save_every", "ensemble"))
+def _run(
+    step: CoupledStep,
+    carry: CoupledCarry,
+    run_keys: jax.Array,
+    reference: dict[str, jax.Array],
+    num_steps: int,
+    save_every: int,
+    ensemble: bool,
+) -> tuple[CoupledCarry, jax.Array, jax.Array]:
+    """The scan shared by `rollout` and `ensemble_rollout` (members leading if `ensemble`)."""
+    blocks = num_steps // save_every
+    member = _guarded
+    observe = step.solver.vorticity
+    if ensemble:
+        member = jax.vmap(_guarded, in_axes=(None, 0, 0, 0, None, None))
+        start = carry.state.step[0]
+        bad = jnp.full(carry.state.step.shape, -1, jnp.int32)
+    else:
+        start = carry.state.step
+        bad = jnp.asarray(-1, jnp.int32)
+    offsets = jnp.arange(num_steps, dtype=jnp.int32).reshape(blocks, save_every)
+    contexts = jax.tree.map(lambda a: a.reshape(blocks, save_every, *a.shape[1:]), reference)
+
+    def one_step(c: tuple[CoupledCarry, jax.Array], xs: Any) -> tuple[Any, None]:
+        offset, context = xs
+        sample = (start + offset) % step.every == 0  # un-batched: the cond stays a branch
+        return member(step, c[0], c[1], run_keys, context, sample), None
+
+    def block(c: tuple[CoupledCarry, jax.Array], xs: Any) -> tuple[Any, jax.Array]:
+        c, _ = lax.scan(one_step, c, xs)
+        return c, observe(c[0].state)
+
+    (final, bad), snaps = lax.scan(block, (carry, bad), (offsets, contexts))
+    first = observe(carry.state)
+    if ensemble:
+        snaps = jnp.concatenate([first[None], snaps]).swapaxes(0, 1)
+    else:
+        snaps = jnp.concatenate([first[None], snaps])
+    return final, snaps, bad
+
+
+def rollout(
+    step: CoupledStep,
+    carry: CoupledCarry,
+    key: jax.Array,
+    num_steps: int,
+    save_every: int,
+    reference: Mapping[str, jax.Array] | None = None,
+) -> tuple[CoupledCarry, jax.Array, dict[str, jax.Array]]:
+    """`num_steps` coupled steps of one member with lax.scan (one jit-compiled function).
+
+    Step s (counter `carry.state.step + i`, i = 0 … num_steps−1) is keyed by `fold_in(key, s)`.
+
+    Args:
+      step: from `make_coupled_step`.
+      carry: `CoupledCarry` of one member (`initial_carry`).
+      key: the run key.
+      num_steps: steps to take (a multiple of `save_every`).
+      save_every: steps between snapshots.
+      reference: per-step condition fields `{name: [num_steps, n, n]}`; entry i is the context
+        of the rollout's i-th step (e.g. the reference's sparse measurements), or None.
+
+    Returns:
+      (final carry, vorticity snapshots `[num_steps // save_every + 1, n, n]` at steps
+      0, save_every, … of the rollout (the initial state first), report) with
+      `report["first_nonfinite_step"]`: the step counter from which the first step produced a
+      non-finite state or closure, −1 if none. After it, the carry (and the snapshots) stay at
+      the last finite state.
+    """
+    _check_counts(num_steps, save_every)
+    if carry.state.step.ndim != 0:
+        raise ValueError(
+            f"rollout takes one member; the carry has members {carry.state.step.shape}: use "
+            "ensemble_rollout"
+        )
+    reference = _check_reference(reference, num_steps, step.solver.size)
+    final, snaps, bad = _run(step, carry, key, reference, num_steps, save_every, False)
+    return final, snaps, {"first_nonfinite_step": bad}
+
+
+def ensemble_rollout(
+    step: CoupledStep,
+    carry: CoupledCarry,
+    key: jax.Array,
+    num_steps: int,
+    save_every: int,
+    reference: Mapping[str, jax.Array] | None = None,
+    mesh: Mesh | None = None,
+) -> tuple[CoupledCarry, jax.Array, dict[str, jax.Array]]:
+    """`rollout` of M members at once (vmap); member m is keyed by `fold_in(key, m)`.
+
+    Member m equals `rollout(step, carry[m], fold_in(key, m), …)`. All members must start at the
+    same step counter (the sample/reuse switch is shared, so it stays a branch under vmap).
+
+    Args:
+      carry: `CoupledCarry` with a leading member axis `[M, …]`.
+      reference: as in `rollout`, shared by all members.
+      mesh: if given, the member axis is sharded over its `"data"` axis (`parallel.shard_batch`;
+        M must be a multiple of its device count).
+
+    Returns:
+      (final carry `[M, …]`, snapshots `[M, num_steps // save_every + 1, n, n]`, report with
+      `first_nonfinite_step` `[M]`).
+    """
+    _check_counts(num_steps, save_every)
+    steps = carry.state.step
+    if steps.ndim != 1:
+        raise ValueError(
+            f"ensemble_rollout needs carry with one member axis; step has {steps.shape}"
+        )
+    if not isinstance(steps, jax.core.Tracer) and bool(jnp.any(steps != steps[0])):
+        raise ValueError("all ensemble members must start at the same step counter")
+    reference = _check_reference(reference, num_steps, step.solver.size)
+    members = steps.shape[0]
+    keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(members))
+    if mesh is not None:
+        carry, keys = shard_batch((carry, keys), mesh)
+    final, snaps, bad = _run(step, carry, keys, reference, num_steps, save_every, True)
+    return final, snaps, {"first_nonfinite_step": bad}

@@ -1,0 +1,234 @@
+"""The fused online step: exactness with the exact closure, sampling schedule, keys, ensembles,
+blow-up detection and the learned closure sources (papers.md, "Online use")."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from closurejax.data import sparse
+from closurejax.diffusion import conditional
+from closurejax.parallel import data_mesh
+from closurejax.physics import initial_conditions as ic
+from closurejax.physics import navier_stokes as ns
+from closurejax.simulation import coupled
+from experiments.configs.demo import get_config
+
+N = 16
+PARAMS = ns.FlowParams(noise_sigma=0.05, noise_modes=4)
+
+
+def initial_state(solver: ns.Solver, seed: int = 0, step: int = 0) -> ns.State:
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    omega = 3.0 * ic.gaussian_random_field(jax.random.PRNGKey(seed), N, dtype=dtype)
+    return solver.initial_state(omega, step=step)
+
+
+def full_trajectory(state: ns.State, key: jax.Array, num_steps: int, save_every: int) -> jax.Array:
+    full = ns.make_solver(PARAMS, N)
+    _, snaps = ns.rollout(
+        full.step,
+        state,
+        key,
+        num_steps // save_every + 1,
+        save_every,
+        lambda s, _: full.vorticity(s),
+    )
+    return snaps
+
+
+@pytest.mark.parametrize("target", ["H", "G"])
+def test_exact_closure_reproduces_the_full_solver(x64, target):
+    solver = ns.make_solver(PARAMS, N, closure=target)
+    state, key = initial_state(solver, step=3), jax.random.PRNGKey(7)
+    step = coupled.make_coupled_step(solver, coupled.ExactClosure(solver, target), 1, 0.0)
+    final, snaps, report = coupled.rollout(step, coupled.initial_carry(solver, state), key, 12, 4)
+    expected = full_trajectory(state, key, 12, 4)
+    assert snaps.shape == (4, N, N) and snaps.dtype == jnp.float64
+    scale = float(jnp.abs(expected).max())
+    np.testing.assert_allclose(snaps, expected, rtol=0, atol=1e-12 * scale)
+    assert int(final.state.step) == 15 and int(report["first_nonfinite_step"]) == -1
+    # sanity: the "without closure" run (zero term) departs from the reference
+    step0 = coupled.make_coupled_step(solver, coupled.NoClosure(), 1, 0.0)
+    _, snaps0, _ = coupled.rollout(step0, coupled.initial_carry(solver, state), key, 12, 4)
+    assert float(jnp.abs(snaps0[-1] - expected[-1]).max()) > 1e-3 * scale
+
+
+class UniformMarker:
+    """A source returning uniform(key) (a step-dependent marker) and counting its calls."""
+
+    kind = "marker"
+    params = None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _count(self) -> None:
+        self.calls += 1
+
+    def closure(self, params, key, omega, context):
+        jax.debug.callback(self._count)
+        return 1e-3 * jax.random.uniform(key, omega.shape, omega.dtype)
+
+
+def test_closure_is_sampled_every_k_steps_only():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    source = UniformMarker()
+    key = jax.random.PRNGKey(1)
+    step = coupled.make_coupled_step(solver, source, every=5, reuse_noise=0.0)
+    carry = coupled.initial_carry(solver, initial_state(solver))
+    final, snaps, _ = coupled.rollout(step, carry, key, 12, 3)
+    jax.block_until_ready(final)
+    assert source.calls == 3  # steps 0, 5, 10: the cond runs the sampler on those steps only
+    last = 1e-3 * jax.random.uniform(jax.random.fold_in(key, 10), (N, N))
+    np.testing.assert_array_equal(final.sample, last)
+    np.testing.assert_array_equal(final.closure, last)
+    assert snaps.shape == (5, N, N)
+
+
+def test_reuse_noise_is_fresh_each_step_and_not_accumulated():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, UniformMarker(), every=5, reuse_noise=1e-2)
+    key = jax.random.PRNGKey(4)
+    carry = coupled.initial_carry(solver, initial_state(solver))
+    carry = step(carry, ns.step_key(key, carry.state))  # step 0: a fresh sample, no noise
+    np.testing.assert_array_equal(carry.closure, carry.sample)
+    sample, deviations = carry.sample, []
+    for _ in range(3):  # steps 1-3 reuse the sample plus N(0, 1e-2²)
+        carry = step(carry, ns.step_key(key, carry.state))
+        np.testing.assert_array_equal(carry.sample, sample)
+        deviations.append(carry.closure - sample)
+    for d in deviations:
+        assert 0.5e-2 < float(jnp.std(d)) < 2e-2
+    assert float(jnp.abs(deviations[0] - deviations[1]).max()) > 1e-3
+
+
+def test_ensemble_members_equal_independent_runs_and_keep_the_cond():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, coupled.ExactClosure(solver, "H"), 3, 1e-2)
+    states = [initial_state(solver, seed) for seed in range(3)]
+    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
+    key = jax.random.PRNGKey(5)
+    final, snaps, report = coupled.ensemble_rollout(step, carry, key, 8, 4)
+    assert snaps.shape == (3, 3, N, N) and report["first_nonfinite_step"].shape == (3,)
+    for m, state in enumerate(states):
+        single = coupled.initial_carry(solver, state)
+        f_m, s_m, _ = coupled.rollout(step, single, jax.random.fold_in(key, m), 8, 4)
+        np.testing.assert_allclose(snaps[m], s_m, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(final.closure[m], f_m.closure, rtol=1e-5, atol=1e-6)
+    # the sample/reuse switch stays a branch under vmap (no select running the sampler always)
+    jaxpr = str(jax.make_jaxpr(lambda c: coupled.ensemble_rollout(step, c, key, 8, 4)[1])(carry))
+    assert "cond[" in jaxpr
+    # sharded over a ("data",) mesh: same result
+    _, sharded, _ = coupled.ensemble_rollout(step, carry, key, 8, 4, mesh=data_mesh())
+    np.testing.assert_allclose(sharded, snaps, rtol=1e-6, atol=1e-6)
+
+
+def test_same_seed_same_rollout_different_seed_different():
+    solver = ns.make_solver(PARAMS, N, closure="Pi")
+    step = coupled.make_coupled_step(solver, coupled.Smagorinsky(solver.grid), 5, 5e-5)
+    carry = coupled.initial_carry(solver, initial_state(solver))
+    _, a, _ = coupled.rollout(step, carry, jax.random.PRNGKey(0), 6, 3)
+    _, b, _ = coupled.rollout(step, carry, jax.random.PRNGKey(0), 6, 3)
+    _, c, _ = coupled.rollout(step, carry, jax.random.PRNGKey(1), 6, 3)
+    np.testing.assert_array_equal(a, b)
+    assert float(jnp.abs(a[-1] - c[-1]).max()) > 1e-6
+    assert bool(jnp.all(jnp.isfinite(a)))
+
+
+def test_blow_up_is_reported_and_the_last_finite_state_kept():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, coupled.ReferenceClosure("marker"), 1, 0.0)
+    carry = coupled.initial_carry(solver, initial_state(solver, step=2))
+    key = jax.random.PRNGKey(2)
+    marker = jnp.zeros((10, N, N)).at[5:].set(jnp.inf)  # rollout step 5 = state step 7
+    final, snaps, report = coupled.rollout(step, carry, key, 10, 2, {"marker": marker})
+    assert int(report["first_nonfinite_step"]) == 7
+    assert int(final.state.step) == 7
+    clean, clean_snaps, clean_report = coupled.rollout(
+        step, carry, key, 10, 2, {"marker": jnp.zeros((10, N, N))}
+    )
+    assert int(clean_report["first_nonfinite_step"]) == -1
+    # the state after 5 rollout steps (step 7) is kept; snapshots freeze there
+    np.testing.assert_array_equal(snaps[:3], clean_snaps[:3])
+    after5 = coupled.rollout(step, carry, key, 5, 5, {"marker": marker[:5]})[0]
+    np.testing.assert_array_equal(final.state.omega_hat, after5.state.omega_hat)
+    np.testing.assert_array_equal(snaps[3], solver.vorticity(after5.state))
+    np.testing.assert_array_equal(snaps[5], snaps[3])
+    assert bool(jnp.all(jnp.isfinite(snaps)))
+    # a huge but finite closure blows the resolved (Pi) dynamics up a step later
+    les = ns.make_solver(PARAMS, N, closure="Pi")
+    huge = jnp.zeros((10, N, N)).at[5:].set(1e30 * jnp.cos(2 * jnp.pi * jnp.arange(N) / N))
+    pi_step = coupled.make_coupled_step(les, coupled.ReferenceClosure("marker"), 1, 0.0)
+    carry = coupled.initial_carry(les, initial_state(les, step=2))
+    final, snaps, report = coupled.rollout(pi_step, carry, key, 10, 2, {"marker": huge})
+    bad = int(report["first_nonfinite_step"])
+    assert 7 <= bad <= 9 and int(final.state.step) == bad
+    assert bool(jnp.all(jnp.isfinite(final.state.omega_hat)))
+
+
+def tiny_model(kind: str) -> conditional.ClosureModel:
+    config = get_config().to_dict()
+    config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
+    config["sampler"]["num_steps"] = 2
+    stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "sparse_interpolated", "target")}
+    return conditional.from_config(config, stats)
+
+
+@pytest.mark.parametrize("kind", ["regression", "score"])
+def test_learned_sources_run_under_jit(kind):
+    model = tiny_model(kind)
+    params = model.init(jax.random.PRNGKey(0), N)
+    if kind == "regression":
+        source = coupled.RegressionClosure(model, params)
+    else:
+        sampler = conditional.sampler_from_config(get_config().sampler, num_steps=2)
+        source = coupled.DiffusionClosure(model, params, sampler)
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, source, every=2)
+    carry = coupled.initial_carry(solver, initial_state(solver))
+    fields = jax.random.normal(jax.random.PRNGKey(3), (4, N, N))
+    reference = {"sparse_interpolated": sparse.encode(fields, 4, "interpolated")}
+    final, snaps, report = coupled.rollout(step, carry, jax.random.PRNGKey(1), 4, 2, reference)
+    assert snaps.shape == (3, N, N) and final.closure.shape == (N, N)
+    assert bool(jnp.all(jnp.isfinite(snaps))) and bool(jnp.all(jnp.isfinite(final.closure)))
+    assert int(report["first_nonfinite_step"]) == -1
+    assert float(jnp.abs(final.sample).max()) > 0  # the model supplied a field
+    if kind == "score":  # one sample per call: other keys, other samples
+        other = coupled.rollout(step, carry, jax.random.PRNGKey(2), 4, 2, reference)[0]
+        assert float(jnp.abs(other.sample - final.sample).max()) > 1e-6
+    with pytest.raises(ValueError, match="sparse_interpolated"):
+        coupled.rollout(step, carry, jax.random.PRNGKey(1), 4, 2, None)
+
+
+def test_invalid_configurations_are_rejected():
+    h = ns.make_solver(PARAMS, N, closure="H")
+    none = ns.make_solver(PARAMS, N)
+    with pytest.raises(ValueError, match="every"):
+        coupled.make_coupled_step(h, coupled.NoClosure(), every=0)
+    with pytest.raises(ValueError, match="target"):
+        coupled.make_coupled_step(h, coupled.ExactClosure(h, "G"))
+    with pytest.raises(ValueError, match="Pi"):
+        coupled.make_coupled_step(h, coupled.Smagorinsky(h.grid))
+    with pytest.raises(ValueError, match="closure='none'"):
+        coupled.make_coupled_step(none, coupled.ExactClosure(h, "H"))
+    with pytest.raises(ValueError, match="kind 'score'"):
+        coupled.DiffusionClosure(tiny_model("regression"), None, None)
+    step = coupled.make_coupled_step(h, coupled.NoClosure(), 1, 0.0)
+    carry = coupled.initial_carry(h, initial_state(h))
+    with pytest.raises(ValueError, match="multiple"):
+        coupled.rollout(step, carry, jax.random.PRNGKey(0), 5, 2)
+    with pytest.raises(ValueError, match="shape"):
+        coupled.rollout(step, carry, jax.random.PRNGKey(0), 4, 2, {"x": jnp.zeros((3, N, N))})
+    with pytest.raises(ValueError, match="ensemble_rollout"):
+        coupled.rollout(step, jax.tree.map(lambda a: a[None], carry), jax.random.PRNGKey(0), 2, 1)
+
+
+def test_no_closure_solver_runs_the_plain_solver():
+    solver = ns.make_solver(PARAMS, N)
+    state, key = initial_state(solver), jax.random.PRNGKey(9)
+    step = coupled.make_coupled_step(solver, coupled.NoClosure())
+    _, snaps, _ = coupled.rollout(step, coupled.initial_carry(solver, state), key, 6, 3)
+    np.testing.assert_allclose(snaps, full_trajectory(state, key, 6, 3), rtol=1e-6, atol=1e-6)

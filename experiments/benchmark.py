@@ -38,14 +38,18 @@ def main(argv: Sequence[str]) -> None:
     if os.path.exists(_OUTPUT.value):
         benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
     logging.info("benchmarking %s on %s", selected, benchmarks.device_description())
-    records = []
+    records, ran, skipped = [], [], []
     for group in selected:
         logging.info("group %s", group)
-        records += GROUPS[group](_QUICK.value)
-    benchmarks.write_records(
-        _OUTPUT.value, records, replace_prefix=tuple(f"{g}/" for g in selected)
-    )
+        try:
+            records += GROUPS[group](_QUICK.value)
+            ran.append(group)
+        except FileNotFoundError as missing:  # a prerequisite (e.g. a trained study) is absent
+            skipped.append(f"{group}: {missing}")
+    benchmarks.write_records(_OUTPUT.value, records, replace_prefix=tuple(f"{g}/" for g in ran))
     print(benchmarks.format_table(records))
+    for line in skipped:
+        print(f"skipped {line}")
     print(f"wrote {len(records)} records to {_OUTPUT.value}")
 
 

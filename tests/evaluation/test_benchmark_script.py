@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,27 @@ def test_sampler_accuracy_group_needs_a_trained_study(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="cpu_small"):
         score_benchmarks.sampler_accuracy_benchmarks(True, str(tmp_path))
+
+
+def test_group_with_a_missing_prerequisite_is_skipped_and_others_kept(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    kept = bench.record("samplers/old/rel_error_mean", 0.2, "rel", config={})
+    bench.write_records(output, [kept], replace_prefix=None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "benchmark.py"),
+            "--quick",
+            "--only=samplers",
+            f"--output={output}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "CLOSUREJAX_BENCH_STUDY": str(tmp_path / "none")},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "skipped samplers" in proc.stdout and "cpu_small" in proc.stdout
+    assert [r["name"] for r in json.loads(output.read_text())] == ["samplers/old/rel_error_mean"]

@@ -21,6 +21,7 @@ Arrays per trajectory: `omega`, `target`, `sparse_interpolated`, `sparse_smoothe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -173,7 +174,7 @@ class Study:
             spec=DataSpec.from_config(config["data"]),
         )
 
-    @property
+    @functools.cached_property
     def solver(self) -> ns.Solver:
         return ns.make_solver(self.params, self.spec.fine_size, self.spec.stepper)
 

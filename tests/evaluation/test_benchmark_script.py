@@ -14,18 +14,16 @@ from closurejax.evaluation import benchmarks as bench
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
-    output = tmp_path / "bench.json"
-    other = bench.record("other/kept", 1.0, "s", config={})
-    stale = bench.record("solver/stale/steps_per_s", 1.0, "steps/s", config={})
-    bench.write_records(output, [other, stale], replace_prefix=None)
-
-    proc = subprocess.run(
+def run_benchmark(
+    tmp_path: Path, output: Path, only: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`experiments/benchmark.py --quick --only=<only> --output=<output>` in a subprocess."""
+    return subprocess.run(
         [
             sys.executable,
             str(REPO / "experiments" / "benchmark.py"),
             "--quick",
-            "--only=solver",
+            f"--only={only}",
             f"--output={output}",
         ],
         cwd=tmp_path,
@@ -33,7 +31,17 @@ def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
+
+
+def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    other = bench.record("other/kept", 1.0, "s", config={})
+    stale = bench.record("solver/stale/steps_per_s", 1.0, "steps/s", config={})
+    bench.write_records(output, [other, stale], replace_prefix=None)
+
+    proc = run_benchmark(tmp_path, output, "solver")
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     records = {r["name"]: r for r in json.loads(output.read_text())}
@@ -59,20 +67,7 @@ def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
 
 def test_benchmark_script_quick_score_group(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "experiments" / "benchmark.py"),
-            "--quick",
-            "--only=score",
-            f"--output={output}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_benchmark(tmp_path, output, "score")
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = {r["name"]: r for r in json.loads(output.read_text())}
     samplers = ("euler_maruyama", "predictor_corrector", "heun_ode", "dpm_solver")
@@ -99,19 +94,10 @@ def test_group_with_a_missing_prerequisite_is_skipped_and_others_kept(tmp_path: 
     output = tmp_path / "bench.json"
     kept = bench.record("samplers/old/rel_error_mean", 0.2, "rel", config={})
     bench.write_records(output, [kept], replace_prefix=None)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "experiments" / "benchmark.py"),
-            "--quick",
-            "--only=samplers",
-            f"--output={output}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
+    proc = run_benchmark(
+        tmp_path,
+        output,
+        "samplers",
         env={**os.environ, "CLOSUREJAX_BENCH_STUDY": str(tmp_path / "none")},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

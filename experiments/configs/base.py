@@ -40,6 +40,14 @@ Fields:
     keep (checkpoints kept), log_every (steps), seed.
   evaluation: ensemble_size (samples per test snapshot), max_snapshots (0 = all test snapshots),
     use_ema (evaluate the EMA parameters), zero_shot (also evaluate at the zero-shot sizes).
+  simulation: the online (a-posteriori) test of experiments/simulate.py — trajectory (which
+    test trajectory is the reference: an index into the test split), t_start / t_end (30 → 50 s
+    in the papers), every (sample the closure every k steps, 5), reuse_noise (std of the noise
+    added to a reused sample, 5e-5), ensemble_size (members, 100 in paper B), save_interval
+    (seconds between saved snapshots), sources (closure sources to run: "none", "diffusion",
+    "latent", "regression", "reference" (the DNS's exact closure: an upper bound),
+    "smagorinsky" (Π only)), figure_times (field panels at these times, 35/40/45/50 s),
+    animation (write a GIF of reference / closure / no closure).
 """
 
 from __future__ import annotations
@@ -151,5 +159,19 @@ def base_config() -> ml_collections.ConfigDict:
     )
     config.evaluation = ml_collections.ConfigDict(
         dict(ensemble_size=10, max_snapshots=0, use_ema=True, zero_shot=True)
+    )
+    config.simulation = ml_collections.ConfigDict(
+        dict(
+            trajectory=0,
+            t_start=30.0,
+            t_end=50.0,
+            every=5,
+            reuse_noise=5e-5,
+            ensemble_size=100,
+            save_interval=0.1,
+            sources=("none", "diffusion"),
+            figure_times=(35.0, 40.0, 45.0, 50.0),
+            animation=True,
+        )
     )
     return config

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_bytes", "write_json", "save_npy", "sha256_file"]
+__all__ = ["atomic_write", "write_bytes", "write_json", "save_npy", "save_npz", "sha256_file"]
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> Path:
@@ -52,6 +52,12 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Atomically writes `array` in .npy format (readable with `np.load(..., mmap_mode='r')`)."""
     array = np.asarray(array)
     return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Atomically writes `arrays` as one uncompressed .npz (no pickles: load with `np.load`)."""
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:

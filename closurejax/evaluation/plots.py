@@ -82,3 +82,122 @@ def spectra(
     ax.set_title(title)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def curves(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    xlabel: str = "t",
+    ylabel: str = "",
+    title: str = "",
+    logy: bool = False,
+) -> None:
+    """Line plot of named curves `{label: (x [T], y [T])}` (e.g. error against time)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.5))
+    for label, (x, y) in series.items():
+        ax.plot(np.asarray(x, np.float64), np.asarray(y, np.float64), label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def field_grid(
+    rows: Mapping[str, Sequence[np.ndarray]],
+    column_titles: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "",
+    cmap: str = "RdBu_r",
+) -> None:
+    """A grid of fields `[n, n]`: one row per name (e.g. reference / with closure / without),
+    one column per title (e.g. a time); each column shares symmetric colour limits taken from
+    the first row, so the rows compare directly."""
+    names = list(rows)
+    cols = len(column_titles)
+    if any(len(rows[name]) != cols for name in names):
+        raise ValueError(f"every row needs {cols} fields (one per column title)")
+    fig, axes = plt.subplots(
+        len(names), cols, figsize=(2.6 * cols, 2.5 * len(names)), squeeze=False
+    )
+    for j in range(cols):
+        limit = float(np.abs(np.asarray(rows[names[0]][j])).max()) or 1.0
+        for i, name in enumerate(names):
+            ax = axes[i, j]
+            ax.imshow(
+                np.asarray(rows[name][j], np.float64).T,
+                origin="lower",
+                cmap=cmap,
+                vmin=-limit,
+                vmax=limit,
+                extent=(0, 1, 0, 1),
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(column_titles[j], fontsize=10)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def animation(
+    frames: Mapping[str, np.ndarray],
+    times: Sequence[float],
+    path: str | os.PathLike,
+    fps: int = 8,
+    cmap: str = "RdBu_r",
+) -> None:
+    """An animated GIF of side-by-side fields `{name: [T, n, n]}` over `times` `[T]` (colour
+    limits of the first field), written atomically (temp file + rename)."""
+    from matplotlib import animation as mpl_animation
+
+    names = list(frames)
+    data = {name: np.asarray(frames[name], np.float64) for name in names}
+    count = len(times)
+    if any(v.shape[0] != count for v in data.values()):
+        raise ValueError(f"every frame stack needs {count} frames (one per time)")
+    limit = float(np.abs(data[names[0]]).max()) or 1.0
+    fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 3.0), squeeze=False)
+    images = []
+    for ax, name in zip(axes[0], names, strict=True):
+        images.append(
+            ax.imshow(
+                data[name][0].T,
+                origin="lower",
+                cmap=cmap,
+                vmin=-limit,
+                vmax=limit,
+                extent=(0, 1, 0, 1),
+            )
+        )
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    label = fig.suptitle(f"t = {times[0]:.2f}")
+
+    def draw(i: int) -> list:
+        for image, name in zip(images, names, strict=True):
+            image.set_data(data[name][i].T)
+        label.set_text(f"t = {times[i]:.2f}")
+        return images
+
+    anim = mpl_animation.FuncAnimation(fig, draw, frames=count, blit=False)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.gif")
+    try:
+        anim.save(tmp, writer=mpl_animation.PillowWriter(fps=fps))
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)

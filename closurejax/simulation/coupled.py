@@ -69,6 +69,9 @@ __all__ = [
 
 Context = Mapping[str, jax.Array]
 
+DIFFUSION_KINDS = ("score", "latent")
+"""Model kinds a `DiffusionClosure` samples from."""
+
 # fold_in streams of a step key (the key itself is the physical noise's: solver / exact closure).
 _SAMPLER_STREAM = 1
 _REUSE_STREAM = 2
@@ -171,7 +174,7 @@ class Smagorinsky:
         return closures.smagorinsky(omega, self.grid, self.cs, self.delta)
 
 
-def _conditions(model: ClosureModel, omega: jax.Array, context: Context) -> dict[str, jax.Array]:
+def _conditions(model: Any, omega: jax.Array, context: Context) -> dict[str, jax.Array]:
     """The model's conditions `{name: [1, n, n]}`: "omega" from the state, the rest from context."""
     fields = {"omega": omega, **context}
     missing = [n for n in model.condition_names if n not in fields]
@@ -204,20 +207,24 @@ class RegressionClosure:
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionClosure:
-    """One sample of the conditional score model per call (papers A and B, P-CDM).
+    """One sample of a conditional diffusion model per call: the physical-space score model
+    (papers A and B, P-CDM; `ClosureModel` of kind "score") or the latent model (paper B, L-CDM;
+    kind "latent"). Either exposes `condition_names` and `sample(params, key, cond, sampler) ->
+    [B, n, n]`.
 
     The sampler's key is `fold_in(step key, 1)`, independent of the physical noise of the step.
     """
 
-    model: ClosureModel
+    model: Any
     params: Any
     sampler: SamplerConfig
     kind: str = "diffusion"
 
     def __post_init__(self) -> None:
-        if self.model.kind != "score":
+        if getattr(self.model, "kind", None) not in DIFFUSION_KINDS:
             raise ValueError(
-                f"DiffusionClosure needs a model of kind 'score', got {self.model.kind!r}"
+                f"DiffusionClosure needs a model of kind {DIFFUSION_KINDS}, got "
+                f"{getattr(self.model, 'kind', None)!r}"
             )
 
     def closure(self, params: Any, key: jax.Array, omega: jax.Array, context: Context) -> jax.Array:

@@ -9,6 +9,10 @@ t ∈ [1e-3, 0.1]); Adam with a cosine schedule.
     python experiments/train.py          --config=experiments/configs/cpu_small.py --workdir=W \\
         --config.model.kind=regression
     python experiments/evaluate_offline.py --config=experiments/configs/cpu_small.py --workdir=W
+    python experiments/simulate.py       --config=experiments/configs/cpu_small.py --workdir=W
+
+The online test runs 16 members from t = 5 to 9 s (4000 steps; the data end at 8 s) with the
+closure from the diffusion model, the regression baseline, the DNS's exact closure, and none.
 """
 
 from experiments.configs.base import base_config
@@ -34,5 +38,12 @@ def get_config():
     config.training.log_every = 25
     config.evaluation.ensemble_size = 10
     config.evaluation.max_snapshots = 64
+    # online test (experiments/simulate.py): 4 s from t = 5, one second past the data's end
+    config.simulation.t_start = 5.0
+    config.simulation.t_end = 9.0
+    config.simulation.ensemble_size = 16
+    config.simulation.save_interval = 0.05
+    config.simulation.sources = ("none", "diffusion", "regression", "reference")
+    config.simulation.figure_times = (6.0, 7.0, 8.0, 9.0)
     config.lock()
     return config

@@ -214,7 +214,7 @@ def test_invalid_configurations_are_rejected():
         coupled.make_coupled_step(h, coupled.Smagorinsky(h.grid))
     with pytest.raises(ValueError, match="closure='none'"):
         coupled.make_coupled_step(none, coupled.ExactClosure(h, "H"))
-    with pytest.raises(ValueError, match="kind 'score'"):
+    with pytest.raises(ValueError, match=r"kind \('score', 'latent'\), got 'regression'"):
         coupled.DiffusionClosure(tiny_model("regression"), None, None)
     step = coupled.make_coupled_step(h, coupled.NoClosure(), 1, 0.0)
     carry = coupled.initial_carry(h, initial_state(h))

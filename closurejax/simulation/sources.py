@@ -1,0 +1,164 @@
+"""Closure sources for the online solver, built from a study config and trained checkpoints.
+
+`source_from_config(name, config, workdir, solver)` returns the `coupled.ClosureSource` the online
+test (`experiments/simulate.py`, the demo) runs under `name`:
+
+| name          | source                                    | checkpoint run          |
+|---------------|-------------------------------------------|-------------------------|
+| "none"        | `NoClosure` (the papers' "without closure")| —                      |
+| "reference"   | `ReferenceClosure("target")`: the DNS's exact closure at each sampling step | — |
+| "smagorinsky" | `Smagorinsky` (closure Π only)            | —                       |
+| "regression"  | `RegressionClosure` (deterministic FNO)   | `<workdir>/regression`  |
+| "diffusion"   | `DiffusionClosure` (P-CDM, papers A/B)    | `<workdir>/score`       |
+| "latent"      | `DiffusionClosure` of the L-CDM (paper B) | `<workdir>/latent`      |
+
+Before a checkpoint is loaded, `check_checkpoint` compares the configuration it was trained with
+(stored in every checkpoint's metadata) with the solver it is about to drive and refuses, naming
+both values: a model of another kind than asked for, trained for another closure term (G vs H vs
+Π), on other physics (ν, dt, forcing, …), or for another grid where the network is not
+resolution-invariant (the latent model's autoencoders are tied to their training grid; the FNO
+models need n ≥ 2·modes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closurejax.diffusion import conditional
+from closurejax.diffusion.samplers import SamplerConfig
+from closurejax.physics.navier_stokes import Solver
+from closurejax.simulation import coupled
+from closurejax.training import checkpoint, run
+
+__all__ = ["MODEL_KINDS", "check_checkpoint", "source_from_config"]
+
+MODEL_KINDS = {"diffusion": "score", "regression": "regression", "latent": "latent"}
+"""Online source name → the `model.kind` of the training run it loads."""
+
+# physics fields that change the closure a model has learnt
+_PHYSICS_KEYS = (
+    "viscosity",
+    "dt",
+    "length",
+    "drag",
+    "forcing",
+    "forcing_amplitude",
+    "forcing_wavenumber",
+    "noise_sigma",
+    "noise_alpha",
+    "noise_kappa",
+)
+
+
+class IncompatibleModelError(ValueError):
+    """A trained checkpoint does not fit the online solver (kind, closure term, physics, grid)."""
+
+
+def _as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+
+def check_checkpoint(
+    trained: Mapping[str, Any], kind: str, solver: Solver, where: str = ""
+) -> None:
+    """Raises `IncompatibleModelError` unless a model trained with config `trained` can drive
+    `solver` as a source of `model.kind == kind` (module docstring)."""
+    at = f" (checkpoint {where})" if where else ""
+    model, data, physics = (
+        trained.get("model", {}),
+        trained.get("data", {}),
+        trained.get("physics", {}),
+    )
+    if model.get("kind") != kind:
+        raise IncompatibleModelError(
+            f"the checkpoint{at} holds a model of kind {model.get('kind')!r}, not {kind!r}"
+        )
+    if data.get("closure") != solver.closure:
+        raise IncompatibleModelError(
+            f"the checkpoint{at} was trained for closure {data.get('closure')!r}, but the solver "
+            f"supplies {solver.closure!r}"
+        )
+    for key in _PHYSICS_KEYS:
+        ours = getattr(solver.params, key)
+        theirs = physics.get(key)
+        if theirs is None or (ours != theirs and not _close(ours, theirs)):
+            raise IncompatibleModelError(
+                f"the checkpoint{at} was trained with physics.{key}={theirs!r}, but the solver "
+                f"has {ours!r}"
+            )
+    trained_size = int(data.get("coarse_size", -1))
+    if kind == "latent" and trained_size != solver.size:
+        raise IncompatibleModelError(
+            f"the latent model{at} was trained on a {trained_size}² grid; its autoencoders do not "
+            f"transfer to the solver's {solver.size}² grid"
+        )
+    modes = int(model.get("modes", 0))
+    if kind in ("score", "regression") and solver.size < 2 * modes:
+        raise IncompatibleModelError(
+            f"the FNO{at} keeps {modes} modes per axis and needs a grid of at least {2 * modes}², "
+            f"but the solver's grid is {solver.size}²"
+        )
+
+
+def _close(a: Any, b: Any) -> bool:
+    try:
+        return abs(float(a) - float(b)) <= 1e-12 * max(abs(float(a)), abs(float(b)), 1.0)
+    except (TypeError, ValueError):
+        return False
+
+
+def trained_config(workdir: str | Path, kind: str) -> tuple[dict[str, Any], Path]:
+    """The config stored in the latest checkpoint of `<workdir>/<kind>` (and its folder);
+    FileNotFoundError if there is none."""
+    directory = Path(workdir).resolve() / kind / "checkpoints"
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"no trained '{kind}' model under {Path(workdir).resolve()} (looked for {directory}); "
+            "run experiments/train.py first"
+        )
+    manager = checkpoint.CheckpointManager(directory, async_save=False)
+    try:
+        if manager.latest_step() is None:
+            raise FileNotFoundError(f"{directory} holds no complete checkpoint")
+        return dict(manager.metadata().get("config", {})), directory
+    finally:
+        manager.close()
+
+
+def source_from_config(
+    name: str,
+    config: Mapping[str, Any],
+    workdir: str | Path,
+    solver: Solver,
+    sampler: SamplerConfig | None = None,
+    use_ema: bool = True,
+) -> coupled.ClosureSource:
+    """The closure source `name` for `solver` (module docstring). Trained models are loaded from
+    `<workdir>/<model kind>` with the study config `config` (its model section is replaced by the
+    checkpoint's own, so one study config serves every kind); `sampler` defaults to the config's."""
+    config = _as_dict(config)
+    if name == "none":
+        return coupled.NoClosure()
+    if name == "reference":
+        return coupled.ReferenceClosure("target")
+    if name == "smagorinsky":
+        return coupled.Smagorinsky(solver.grid, float(config["data"]["smagorinsky_cs"]))
+    if name not in MODEL_KINDS:
+        raise ValueError(
+            f"unknown closure source {name!r}; allowed: "
+            f"{('none', 'reference', 'smagorinsky', *MODEL_KINDS)}"
+        )
+    kind = MODEL_KINDS[name]
+    trained, where = trained_config(workdir, kind)
+    check_checkpoint(trained, kind, solver, str(where))
+    study = {**config, "model": {**config["model"], **trained.get("model", {}), "kind": kind}}
+    for section in ("diffusion", "latent"):
+        if section in trained:
+            study[section] = trained[section]
+    model, params = run.load(study, workdir, use_ema=use_ema)
+    if kind == "regression":
+        return coupled.RegressionClosure(model, params)
+    sampler = sampler or conditional.sampler_from_config(config["sampler"])
+    return coupled.DiffusionClosure(model, params, sampler)

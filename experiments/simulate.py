@@ -1,0 +1,43 @@
+"""The papers' online (a-posteriori) test of trained closure models.
+
+    python experiments/simulate.py --config=experiments/configs/cpu_small.py --workdir=W
+
+Needs the study's dataset and trained runs in W (generate_data.py, train.py with the same
+config). Regenerates the reference DNS of test trajectory `simulation.trajectory` (same seeds),
+runs an ensemble of `simulation.ensemble_size` coupled coarse runs from t_start to t_end for every
+closure source in `simulation.sources` (none, diffusion, latent, regression, reference,
+smagorinsky), and writes W/simulation/results.json and figures (fields at figure_times, error,
+enstrophy, spread–skill, spectra, rollout.gif). Re-running skips finished sources and resumes a
+killed one from its last chunk. `--sources=none,diffusion` overrides the config's list.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from closurejax.evaluation import a_posteriori as study
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, trained runs).")
+_SOURCES = flags.DEFINE_list("sources", None, "Closure sources (default: the config's).")
+_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bars.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        results = study.run_online(
+            _CONFIG.value, _WORKDIR.value, _SOURCES.value, show_progress=not _NO_PROGRESS.value
+        )
+    except (ValueError, FloatingPointError, FileNotFoundError) as error:
+        sys.exit(f"simulate: {error}")
+    print(study.format_table(results))
+    print(f"results and figures: {_WORKDIR.value}/simulation")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,4 +1,9 @@
-"""Figures (matplotlib, headless Agg backend); every figure is written atomically."""
+"""Figures (matplotlib); every figure is written atomically.
+
+Figures are built as `matplotlib.figure.Figure` objects and rendered with the Agg canvas directly,
+never through pyplot's global state: importing this module does not change the backend of a
+notebook or an interactive session (inline plots keep working), and no figure is left open.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,24 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from closurejax import atomic  # noqa: E402
+from closurejax import atomic
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Renders `fig` to PNG in memory, writes it atomically to `path`, and closes it."""
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A pyplot-free figure on an Agg canvas."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Renders `fig` to PNG in memory and writes it atomically to `path`."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     atomic.write_bytes(path, buffer.getvalue())
 
 
@@ -34,7 +43,8 @@ def field_panels(
     default (vorticity and closure terms are signed)."""
     names = list(fields)
     symmetric = [True] * len(names) if symmetric is None else list(symmetric)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    fig = _figure((3.2 * len(names), 3.0))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name, sym in zip(axes[0], names, symmetric, strict=True):
         data = np.asarray(fields[name], np.float64)
         limit = float(np.abs(data).max()) or 1.0
@@ -62,7 +72,8 @@ def spectra(
     reference_slope: float | None = -3.0,
 ) -> None:
     """Log–log energy spectra E(k) `[n/2+1]` (k = 0 skipped), with a k^slope guide line."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig = _figure((4.5, 3.5))
+    ax = fig.subplots()
     for name, curve in curves.items():
         curve = np.asarray(curve, np.float64)
         k = np.arange(len(curve))
@@ -93,7 +104,8 @@ def curves(
     logy: bool = False,
 ) -> None:
     """Line plot of named curves `{label: (x [T], y [T])}` (e.g. error against time)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.5))
+    fig = _figure((5.0, 3.5))
+    ax = fig.subplots()
     for label, (x, y) in series.items():
         ax.plot(np.asarray(x, np.float64), np.asarray(y, np.float64), label=label)
     if logy:
@@ -122,9 +134,8 @@ def field_grid(
     cols = len(column_titles)
     if any(len(rows[name]) != cols for name in names):
         raise ValueError(f"every row needs {cols} fields (one per column title)")
-    fig, axes = plt.subplots(
-        len(names), cols, figsize=(2.6 * cols, 2.5 * len(names)), squeeze=False
-    )
+    fig = _figure((2.6 * cols, 2.5 * len(names)))
+    axes = fig.subplots(len(names), cols, squeeze=False)
     for j in range(cols):
         limit = float(np.abs(np.asarray(rows[names[0]][j])).max()) or 1.0
         for i, name in enumerate(names):
@@ -165,7 +176,8 @@ def animation(
     if any(v.shape[0] != count for v in data.values()):
         raise ValueError(f"every frame stack needs {count} frames (one per time)")
     limit = float(np.abs(data[names[0]]).max()) or 1.0
-    fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 3.0), squeeze=False)
+    fig = _figure((2.8 * len(names), 3.0))
+    axes = fig.subplots(1, len(names), squeeze=False)
     images = []
     for ax, name in zip(axes[0], names, strict=True):
         images.append(
@@ -198,6 +210,5 @@ def animation(
         anim.save(tmp, writer=mpl_animation.PillowWriter(fps=fps))
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.remove(tmp)

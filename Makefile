@@ -2,6 +2,7 @@
 #
 #   make install     .venv with the package and its test extras (redone when pyproject.toml changes)
 #   make test        lint, format check, fast tests            make test-slow   tests marked slow
+#   make test-colabs run colabs/*.ipynb headless on their quick configs (nbclient)
 #   make lint        ruff check + format check                 make format      ruff format + fix
 #   make demo        experiments/demo.py  (WORKDIR=workdirs/demo)
 #   make bench       experiments/benchmark.py  (BENCH_OUT=bench.json, ONLY=solver,... to filter)
@@ -21,7 +22,7 @@ WORKDIR ?= workdirs/demo
 BENCH_OUT ?= bench.json
 ONLY ?=
 
-.PHONY: install test test-slow lint format demo bench clean
+.PHONY: install test test-slow test-colabs lint format demo bench clean
 
 install: $(STAMP)
 
@@ -47,6 +48,11 @@ test: lint
 # pytest exits with 5 when no test is collected: no slow tests yet is not a failure.
 test-slow: $(STAMP)
 	$(VPY) -m pytest -m slow || { rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests" || exit $$rc; }
+
+# The notebooks in colabs/, executed headless in a kernel of .venv's python on their quick
+# configs (tests/test_colabs.py, marker colab).
+test-colabs: $(STAMP)
+	$(VPY) -m pytest -m colab tests/test_colabs.py
 
 demo: $(STAMP)
 	$(VPY) experiments/demo.py --workdir=$(WORKDIR)

@@ -1,9 +1,14 @@
-"""The main job on the small embedded config (`make demo`).
+"""The main job on the small embedded config (`make demo`), end to end on a CPU in minutes:
 
-Today (foundation): generates the demo closure dataset (128² DNS → 32², H target), then prints a
-summary table and writes figures of one test snapshot (ω, H, both sparse encodings) and the
-energy spectra of the coarse and zero-shot fields into the workdir. Later stages (training, online
-rollouts) extend this job.
+1. generate the demo closure dataset (128² DNS → 32², H target; `experiments/generate_data.py`);
+2. train the physical-space diffusion closure (conditional FNO score model) briefly
+   (`experiments/train.py`);
+3. the online test (`experiments/simulate.py`): the reference DNS of a test trajectory, and
+   ensembles of coarse runs with the sampled closure and without closure;
+4. print a table of the online errors and where the figures are.
+
+Every stage resumes: re-running after an interruption continues where it stopped, and finished
+stages are reused (delete the workdir to start over).
 
     python experiments/demo.py --workdir=workdirs/demo
 """
@@ -19,24 +24,18 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from closurejax.data import generate, store
-from closurejax.evaluation import metrics, plots
+from closurejax.evaluation import a_posteriori, metrics, plots
+from closurejax.training import run
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "demo.py"), "Study config.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Folder for everything the demo makes.")
+_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bars.")
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    workdir = Path(_WORKDIR.value).resolve()
-    start = time.time()
-    try:
-        paths = generate.generate(_CONFIG.value, workdir)
-    except (ValueError, FloatingPointError) as error:
-        sys.exit(f"demo: {error}")
+def _dataset_figures(paths: dict, figures: Path) -> None:
     data = store.open_dataset(paths["dataset"])
-    figures = workdir / "figures"
     snapshot = {
         name: np.asarray(data.test[name][0, -1])
         for name in ("omega", "target", "sparse_interpolated", "sparse_smoothed")
@@ -55,20 +54,46 @@ def main(argv: list[str]) -> None:
                 )
     plots.spectra(curves, figures / "spectra.png")
 
-    print(f"\ndemo dataset: {paths['dataset']}  ({time.time() - start:.1f} s)")
-    print(f"{'array':<22}{'train shape':<22}{'mean':>12}{'std':>12}")
-    for name, spec in data.specs.items():
-        st = data.stats[name]
-        shape = (len(data.split["train"]), *spec.shape)
-        print(f"{name:<22}{str(shape):<22}{st['mean']:>12.4g}{st['std']:>12.4g}")
-    interp_err = float(
-        np.mean(metrics.relative_error(data.test["sparse_interpolated"][:], data.test["target"][:]))
-    )
-    print(
-        "\nrelative error of the interpolated sparse measurements vs the closure (test): "
-        f"{interp_err:.3f}"
-    )
-    print(f"figures: {figures}")
+
+def main(argv: list[str]) -> None:
+    del argv
+    workdir = Path(_WORKDIR.value).resolve()
+    config = _CONFIG.value
+    progress = not _NO_PROGRESS.value
+    timings = {}
+    try:
+        a_posteriori.check_config(config)  # refuse a bad config before writing anything
+        start = time.time()
+        paths = generate.generate(config, workdir, show_progress=progress)
+        _dataset_figures(paths, workdir / "figures")
+        timings["data"] = time.time() - start
+
+        start = time.time()
+        run.train(config, workdir, show_progress=progress)
+        timings["training"] = time.time() - start
+
+        start = time.time()
+        results = a_posteriori.run_online(config, workdir, show_progress=progress)
+        timings["online"] = time.time() - start
+    except (ValueError, FloatingPointError, FileNotFoundError) as error:
+        sys.exit(f"demo: {error}")
+
+    print()
+    print(a_posteriori.format_table(results))
+    final = {
+        name: entry["metrics"]["ensemble_mean_relative_error"][-1]
+        for name, entry in results["sources"].items()
+    }
+    if "none" in final and "diffusion" in final:
+        verdict = "helps" if final["diffusion"] < final["none"] else "does NOT help"
+        print(
+            f"\nat t = {results['times'][-1]:g} s the sampled closure {verdict}: ensemble-mean "
+            f"error {final['diffusion']:.3f} with it, {final['none']:.3f} without"
+        )
+    print("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(f"dataset figures: {workdir / 'figures'}")
+    print(f"online results:  {workdir / 'simulation' / 'results.json'}")
+    print(f"online figures:  {workdir / 'simulation' / 'figures'} (fields, error, spectra, GIF)")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from closurejax.simulation import coupled, sources
 from closurejax.simulation.online import OnlineSpec, Reference, coupled_run, reference_run
 from closurejax.training import checkpoint
 
-__all__ = ["format_table", "run_online"]
+__all__ = ["check_config", "format_table", "run_online"]
 
 
 def _fingerprint(obj: Any) -> str:
@@ -61,6 +61,16 @@ def _checkpoint_step(workdir: Path, name: str) -> int | None:
         return manager.latest_step()
     finally:
         manager.close()
+
+
+def check_config(config: Mapping[str, Any]) -> OnlineSpec:
+    """Validates the study and `simulation` sections together (time grid, sources, test split)
+    without computing anything, so a launcher can refuse a bad config before writing files."""
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    study = generate.Study.from_config(config)
+    spec = OnlineSpec.from_config(config)
+    spec.schedule(study.params.dt, study.spec.num_test)
+    return spec
 
 
 def run_online(

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from closurejax.data import generate, store
 from closurejax.evaluation import a_posteriori, metrics, plots
 from closurejax.training import run
+from experiments import launch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "demo.py"), "Study config.", lock_config=True
@@ -57,6 +58,7 @@ def _dataset_figures(paths: dict, figures: Path) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.quiet_library_logs()
     workdir = Path(_WORKDIR.value).resolve()
     config = _CONFIG.value
     progress = not _NO_PROGRESS.value

@@ -14,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from closurejax.data import generate
+from experiments import launch
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the dataset (created if absent).")
@@ -23,6 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.quiet_library_logs()
     try:
         generate.generate(_CONFIG.value, _WORKDIR.value, show_progress=not _NO_PROGRESS.value)
     except (ValueError, FloatingPointError) as error:  # bad config, mismatched or corrupt workdir

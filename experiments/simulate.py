@@ -19,6 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from closurejax.evaluation import a_posteriori as study
+from experiments import launch
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, trained runs).")
@@ -29,6 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.quiet_library_logs()
     try:
         results = study.run_online(
             _CONFIG.value, _WORKDIR.value, _SOURCES.value, show_progress=not _NO_PROGRESS.value

@@ -276,3 +276,31 @@ def test_ensemble_sharded_over_eight_fake_devices_equals_the_unsharded_run(tmp_p
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-4000:]
+
+
+def test_latent_diffusion_source_samples_the_latent_model():
+    """The L-CDM (paper B) drives the fused step through the same source as the P-CDM: on a
+    sampling step the applied closure is exactly `model.sample` with the step's sampler key."""
+    from closurejax.diffusion import latent_model
+    from experiments.configs import cpu_latent
+
+    config = cpu_latent.get_config().to_dict()
+    config["latent"].update(
+        ae_channels=(4, 8), ae_groups=4, ae_num_heads=1, width=4, modes=2, depth=1, embed_dim=8
+    )
+    stats = {n: {"mean": 0.1, "std": 2.0} for n in ("omega", "target")}
+    model = latent_model.from_config(config, stats)
+    params = model.init(jax.random.PRNGKey(0), N)
+    sampler = conditional.sampler_from_config(config["sampler"], num_steps=2)
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, coupled.DiffusionClosure(model, params, sampler), 3)
+    carry = coupled.initial_carry(solver, initial_state(solver, step=6))
+    key = jax.random.PRNGKey(4)
+    final, _, report = coupled.rollout(step, carry, key, 3, 3)
+    omega = solver.vorticity(carry.state)
+    sample_key = jax.random.fold_in(ns.step_key(key, carry.state), 1)
+    sample = jax.jit(lambda p, k, w: model.sample(p, k, {"omega": w}, sampler))
+    expected = sample(params, sample_key, omega[None])[0]
+    np.testing.assert_allclose(final.sample, expected, rtol=1e-5, atol=1e-6)
+    assert int(report["first_nonfinite_step"]) == -1
+    assert float(jnp.abs(final.closure - final.sample).max()) > 0  # reuse noise on steps 7, 8

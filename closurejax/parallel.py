@@ -70,8 +70,15 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def _put(x: Any, sharding: NamedSharding) -> jax.Array:
-    """Places the global value `x` with `sharding` (on several processes: the local slices)."""
-    if jax.process_count() == 1:
+    """Places the global value `x` with `sharding` (on several processes: the local slices).
+
+    Typed PRNG keys are placed through their raw data; an array that is already global (spans
+    devices of other processes) is resharded on device, never fetched to the host.
+    """
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
         return jax.device_put(x, sharding)
     host = np.asarray(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])

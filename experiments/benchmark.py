@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags, logging
 
-from closurejax.evaluation import benchmarks, score_benchmarks
+from closurejax.evaluation import benchmarks, coupled_benchmarks, score_benchmarks
 
 GROUPS: dict[str, Callable[[bool], list[benchmarks.BenchRecord]]] = {
     "solver": benchmarks.solver_benchmarks,
     **score_benchmarks.GROUPS,
+    **coupled_benchmarks.GROUPS,
 }
 
 _OUTPUT = flags.DEFINE_string("output", "bench.json", "JSON file the records are merged into.")

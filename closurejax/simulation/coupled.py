@@ -46,7 +46,7 @@ from jax.sharding import Mesh
 
 from closurejax.diffusion.conditional import ClosureModel
 from closurejax.diffusion.samplers import SamplerConfig
-from closurejax.parallel import shard_batch
+from closurejax.parallel import replicate, shard_batch
 from closurejax.physics import closures
 from closurejax.physics.grid import SpectralGrid
 from closurejax.physics.navier_stokes import Solver, State, step_key
@@ -303,10 +303,10 @@ class CoupledStep:
             sample = state.step % self.every == 0
         if solver.closure == "none":
             return CoupledCarry(solver.step(state, key), carry.sample, carry.closure)
-        omega = solver.vorticity(state)
-        dtype = omega.dtype
+        dtype = jnp.real(state.omega_hat).dtype
 
-        def fresh(_: None) -> jax.Array:
+        def fresh(_: None) -> jax.Array:  # the inverse FFT runs on sampling steps only
+            omega = solver.vorticity(state)
             return source.closure(self.params, key, omega, context).astype(dtype)
 
         def reuse(_: None) -> jax.Array:
@@ -315,7 +315,8 @@ class CoupledStep:
         new_sample = lax.cond(jnp.asarray(sample), fresh, reuse, None)
         applied = new_sample
         if self.reuse_noise > 0:
-            noise = jax.random.normal(jax.random.fold_in(key, _REUSE_STREAM), omega.shape, dtype)
+            shape = solver.grid.shape
+            noise = jax.random.normal(jax.random.fold_in(key, _REUSE_STREAM), shape, dtype)
             applied = new_sample + jnp.where(sample, 0.0, self.reuse_noise) * noise
         return CoupledCarry(solver.step(state, key, applied), new_sample, applied)
 
@@ -510,7 +511,10 @@ def ensemble_rollout(
       carry: `CoupledCarry` with a leading member axis `[M, …]`.
       reference: as in `rollout`, shared by all members.
       mesh: if given, the member axis is sharded over its `"data"` axis (`parallel.shard_batch`;
-        M must be a multiple of its device count).
+        M must be a multiple of its device count) and the weights and reference are replicated.
+        On several processes (after `jax.distributed.initialize`) every process passes the same
+        global inputs and gets global outputs: read them with
+        `jax.experimental.multihost_utils.process_allgather`.
 
     Returns:
       (final carry `[M, …]`, snapshots `[M, num_steps // save_every + 1, n, n]`, report with
@@ -529,5 +533,6 @@ def ensemble_rollout(
     keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(members))
     if mesh is not None:
         carry, keys = shard_batch((carry, keys), mesh)
+        step, reference = replicate((step, reference), mesh)  # e.g. weights pinned to one device
     final, snaps, bad = _run(step, carry, keys, reference, num_steps, save_every, True)
     return final, snaps, {"first_nonfinite_step": bad}

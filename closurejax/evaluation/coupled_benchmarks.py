@@ -1,0 +1,411 @@
+"""Benchmark group "coupled": the online run with a diffusion closure (`make bench ONLY=coupled`).
+
+Paper B's online setting (papers.md, "Online use" and "Paper B"): a 64² solver with closure H,
+the closure sampled every 5 steps by 10 Euler–Maruyama steps (t ∈ [1e-3, 0.4], Karras ρ = 7),
+reused in between plus N(0, (5e-5)²) noise; an ensemble of 100 members from one initial
+condition, 20 000 steps. Paper B's runtimes on one GPU: P-CDM 904 s, L-CDM 325 s, no closure
+1.8 s. Here the fused coupled step (`closurejax.simulation.coupled`) runs for M ∈ {1, 100}
+members (quick: 16², M = 2, a tiny network) and records, for every closure model ("case"):
+
+* `coupled/{case}/m{M}/step_seconds` — seconds per solver step of the whole ensemble, from one
+  `ensemble_rollout` of K steps (K a multiple of 5), divided by K;
+* `coupled/{case}/m{M}/member_step_seconds` — `step_seconds / M`;
+* `coupled/{case}/m{M}/no_closure_ratio` — `step_seconds` / that of the no-closure run
+  (`Solver(closure="none")` + `NoClosure`, same M and K);
+* `coupled/{case}/m{M}/network_seconds` — the network evaluations one closure sample of M
+  members must do, timed on their own with the functions and shapes the sampler uses (P-CDM:
+  one condition `encode` at batch M + NFE score evaluations — the target-branch `denoise`
+  forward — at batch M, run in a loop like the sampler's, see `chained`);
+* `coupled/{case}/m{M}/network_ratio` — (time per 5-step block = 5 × `step_seconds`) /
+  `network_seconds`: what the solver, the sampler's arithmetic, the reuse steps and data movement
+  add on top of the network (1 = nothing). Target ≤ 1.1;
+* `coupled/{case}/m{M}/paper_run_seconds` — the paper's run projected from this measurement:
+  `member_step_seconds × 100 members × 20 000 steps` (exact at M = 100; at M = 1, the members
+  run one after another). Compare with paper B's GPU numbers in the record's config.
+
+and for the baseline `coupled/none/m{M}/step_seconds`, `…/member_step_seconds` and
+`…/paper_run_seconds`.
+
+Timing: every function is called once to compile (discarded); then, `repeats` times in turn, the
+no-closure rollout, each case's rollout and each case's network functions are called, and the
+fastest call of each is kept. Interleaving exposes the numerator and the denominator of a ratio
+to the same load, and the fastest call is the least disturbed one: on a shared machine (2 cores,
+other jobs) single timings vary by ±50 %.
+
+Cost model (design.md, "Cost model"). Per 5-step block the coupled step must do one closure
+sample — the condition encoded once, NFE = 10 target-branch evaluations — and 5 solver steps
+(closure H drops advection: a forward FFT of the closure and an inverse one for ω per step),
+which at M = 100, 64² take ≈ 3 ms on a CPU against ≈ 1 s for ONE P-CDM score evaluation. So
+`network_ratio` is ≈ 1 when the fused step costs just its network evaluations; a ratio near
+5 would mean the sampler ran on every step (the `lax.cond` turned into a select under vmap), one
+near 1 + 9 × encode / network (≈ 1.6 for P-CDM) that the condition was re-encoded at every
+sampler step. And the solver
+with closure costs ≈ `network_seconds / 5` per step: `no_closure_ratio ≈ network_seconds /
+(5 × no-closure step)`.
+
+Adding a closure model (e.g. paper B's L-CDM) is one more `CoupledCase` factory in `CASES`: its
+name, the `ClosureSource` the coupled step samples, and its `network` — for a latent model, the
+ω-encoder once, NFE latent-score evaluations (`chained`) and the decoder once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from closurejax.diffusion import conditional
+from closurejax.evaluation.benchmarks import BenchRecord, record
+from closurejax.physics import initial_conditions
+from closurejax.physics import navier_stokes as ns
+from closurejax.simulation import coupled
+
+__all__ = [
+    "CASES",
+    "GROUPS",
+    "PAPER",
+    "CoupledCase",
+    "NetworkCalls",
+    "Sizes",
+    "chained",
+    "coupled_benchmarks",
+    "fastest_interleaved",
+    "pcdm_case",
+    "pcdm_network",
+    "sizes",
+]
+
+PAPER = {
+    "members": 100,
+    "steps": 20_000,
+    "every": 5,
+    "reuse_noise": 5e-5,
+    # paper B's reported runtimes of that run on one GPU (papers.md, "Paper B")
+    "gpu_seconds": {"pcdm": 904.0, "lcdm": 325.0, "none": 1.8},
+}
+"""Paper B's online run (papers.md): the setting the `paper_run_seconds` records project to."""
+
+NETWORK_RATIO_TARGET = 1.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """What one run of the group measures.
+
+    Attributes:
+      n: grid points per side.
+      members: ensemble sizes M.
+      steps: solver steps K per timed rollout, per M (multiples of `PAPER["every"]`).
+      repeats: timed rounds per M (after one compiling call of each function).
+      tiny: build the tiny network of the quick run instead of paper B's.
+    """
+
+    n: int
+    members: tuple[int, ...]
+    steps: Mapping[int, int]
+    repeats: Mapping[int, int]
+    tiny: bool
+
+
+def sizes(quick: bool) -> Sizes:
+    """Full: 64², M ∈ (1, 100), K = 50 / 5 steps. Quick: 16², M = 2, K = 10, tiny network.
+
+    At M = 100 one 5-step block (one closure sample) takes ≈ 10 s on a 2-core CPU, so the full
+    run times one block there (3 rounds after a compiling call: ≈ 2 min with the network timings).
+    """
+    if quick:
+        return Sizes(16, (2,), {2: 10}, {2: 2}, True)
+    return Sizes(64, (1, 100), {1: 50, 100: 5}, {1: 10, 100: 3}, False)
+
+
+def fastest_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Wall-clock seconds of each `fn()` (blocking on its outputs): the fastest of `repeats`.
+
+    Each function is called once first (compilation; discarded); then `repeats` rounds call
+    every function once, in order, so that all of them see the same load.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be ≥ 1")
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    best = {label: float("inf") for label in fns}
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[label] = min(best[label], time.perf_counter() - start)
+    return best
+
+
+def chained(fn: Callable[..., jax.Array], count: int) -> Callable[..., jax.Array]:
+    """jit of `count` evaluations of `fn(x, *args) -> [like x]` in one `lax.scan`, as a sampler.
+
+    Each evaluation is fed the previous one's output (`x ← x + 1e-3 · fn(x, *args)`), so none
+    can be hoisted out of the loop or merged, and, as in the sampler's scan, the loop reuses its
+    buffers. (Timed as separate jitted calls, a P-CDM score evaluation at batch 100, 64², costs
+    ≈ 20 % more on a CPU: every call touches ≈ 400 MB of freshly allocated memory — ≈ 10⁵ page
+    faults — that the loop allocates once.) The update is one pass over `x`, negligible next to
+    a network.
+    """
+
+    def run(x: jax.Array, *args: Any) -> jax.Array:
+        def body(x: jax.Array, _: None) -> tuple[jax.Array, None]:
+            return x + 1e-3 * fn(x, *args).astype(x.dtype), None
+
+        return lax.scan(body, x, None, length=count)[0]
+
+    return jax.jit(run)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkCalls:
+    """The network evaluations one closure sample of M members must do, ready to be timed.
+
+    Attributes:
+      parts: label → (evaluations per closure sample, fn, args): `fn(*args)` makes all of
+        that label's evaluations at batch M (one call for an encoder; `chained` for the
+        sampler's NFE score evaluations). Their times add up to `network_seconds`.
+      extra: label → (fn, args): diagnostics timed alongside, recorded in the config only.
+    """
+
+    parts: Mapping[str, tuple[int, Callable[..., Any], tuple[Any, ...]]]
+    extra: Mapping[str, tuple[Callable[..., Any], tuple[Any, ...]]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CoupledCase:
+    """One closure model of the group.
+
+    Attributes:
+      name: the record-name part, e.g. "pcdm" (→ `coupled/pcdm/m100/…`).
+      source: the `ClosureSource` of the coupled step (closure H; conditioning on ω only, so no
+        reference fields are needed).
+      network: `members -> NetworkCalls` of one closure sample at batch `members`.
+      config: what to record about the model (architecture, NFE, sampler).
+    """
+
+    name: str
+    source: coupled.ClosureSource
+    network: Callable[[int], NetworkCalls]
+    config: Mapping[str, Any]
+
+
+CaseFactory = Callable[[Sizes, jax.Array], CoupledCase]
+"""`factory(sizes, key) -> CoupledCase`: builds the model for the run's grid (params from key)."""
+
+
+def _pcdm_model(tiny: bool) -> tuple[conditional.ClosureModel, Any, dict[str, Any]]:
+    """Paper B's P-CDM (ω only; modes 6, width 40, embed 512; σ = 30) and its sampler config."""
+    from experiments.configs import paper_b
+
+    config = paper_b.get_config().to_dict()
+    if tiny:
+        config["model"].update(width=4, modes=2, depth=1, embed_dim=8)
+        config["sampler"]["num_steps"] = 2
+    stats = {name: {"mean": 0.0, "std": 1.0} for name in (*config["model"]["conditions"], "target")}
+    model = conditional.from_config(config, stats)
+    sampler = conditional.sampler_from_config(config["sampler"])
+    arch = {k: config["model"][k] for k in ("width", "modes", "depth", "embed_dim")}
+    return model, sampler, arch
+
+
+def pcdm_network(
+    model: conditional.ClosureModel, params: Any, nfe: int, t: float, n: int
+) -> Callable[[int], NetworkCalls]:
+    """`network` of a physical-space score model: 1 × `encode` + NFE × score, at batch M.
+
+    The functions are the ones `ClosureModel.sample` runs — `model.encode(params, cond)` once,
+    then `model.score_fn(params, features)(x, t)` (the target-branch `denoise` forward and its
+    output scaling) NFE times in a loop (`chained`) — jitted, on `[M, n, n]` inputs (features
+    `[M, n, n, C]`, times `[M]`). Extra: `score_single_call`, one score evaluation as a jitted
+    call of its own.
+    """
+    encode = jax.jit(model.encode)
+    score = jax.jit(lambda p, f, x, tau: model.score_fn(p, f)(x, tau))
+    scores = chained(lambda x, p, f, tau: model.score_fn(p, f)(x, tau), nfe)
+
+    def calls(members: int) -> NetworkCalls:
+        key = jax.random.PRNGKey(members)
+        cond = {
+            name: jax.random.normal(jax.random.fold_in(key, i), (members, n, n))
+            for i, name in enumerate(model.condition_names)
+        }
+        features = encode(params, cond)
+        x = jax.random.normal(key, (members, n, n))
+        tau = jnp.full((members,), t, jnp.float32)
+        return NetworkCalls(
+            parts={
+                "encode": (1, encode, (params, cond)),
+                "score": (nfe, scores, (x, params, features, tau)),
+            },
+            extra={"score_single_call": (score, (params, features, x, tau))},
+        )
+
+    return calls
+
+
+def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
+    """Paper B's P-CDM (untrained parameters from `key`: timing only) as a `DiffusionClosure`."""
+    model, sampler, arch = _pcdm_model(sz.tiny)
+    params = jax.jit(model.init, static_argnums=1)(key, sz.n)
+    source = coupled.DiffusionClosure(model, params, sampler)
+    t_mid = 0.5 * (sampler.t_min + sampler.t_max)
+    config = {
+        **arch,
+        "nfe": sampler.nfe,
+        "sampler": sampler.name,
+        "sampler_steps": sampler.num_steps,
+        "num_params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+    }
+    return CoupledCase(
+        "pcdm", source, pcdm_network(model, params, sampler.nfe, t_mid, sz.n), config
+    )
+
+
+CASES: tuple[CaseFactory, ...] = (pcdm_case,)
+"""The closure models the group times (add paper B's L-CDM here as a second factory)."""
+
+
+def _flow(n: int) -> ns.FlowParams:
+    """Paper A/B's flow (ν = 1e-3, dt = 1e-3, diagonal forcing, σ = 5e-5), noise band < n/2."""
+    return ns.FlowParams(noise_modes=min(ns.FlowParams().noise_modes, n // 2 - 1))
+
+
+def _initial_carry(solver: ns.Solver, members: int, key: jax.Array) -> coupled.CoupledCarry:
+    """M copies of one Gaussian-random-field state (paper B: an ensemble from one IC)."""
+    omega = jax.jit(initial_conditions.gaussian_random_field, static_argnums=1)(key, solver.size)
+    state = solver.initial_state(jnp.broadcast_to(omega, (members, *omega.shape)))
+    return coupled.initial_carry(solver, state)
+
+
+def _rollout(
+    step: coupled.CoupledStep, carry: coupled.CoupledCarry, steps: int
+) -> tuple[Callable[[], Any], list[jax.Array]]:
+    """(`run()`: an `ensemble_rollout` of `steps` steps, its last `first_nonfinite_step` [M])."""
+    key = jax.random.PRNGKey(1)
+    last: list[jax.Array] = []
+
+    def run() -> Any:
+        final, _, report = coupled.ensemble_rollout(step, carry, key, steps, steps)
+        last[:] = [report["first_nonfinite_step"]]
+        return final, last[0]
+
+    return run, last
+
+
+def coupled_benchmarks(
+    quick: bool = False, cases: Sequence[CaseFactory] | None = None
+) -> list[BenchRecord]:
+    """Group "coupled"; see the module docstring. `quick`: 16², M = 2, a tiny network.
+
+    Args:
+      quick: tiny sizes for tests (seconds on a CPU).
+      cases: closure-model factories (default `CASES`: P-CDM).
+
+    Returns:
+      The records, per M: the no-closure baseline, then every case.
+    """
+    sz = sizes(quick)
+    every, reuse = PAPER["every"], PAPER["reuse_noise"]
+    key = jax.random.PRNGKey(0)
+    built = [factory(sz, jax.random.fold_in(key, i)) for i, factory in enumerate(cases or CASES)]
+    names = [case.name for case in built]
+    if "none" in names or len(set(names)) != len(names):
+        raise ValueError(f"case names must be distinct and not 'none', got {names}")
+    flow = _flow(sz.n)
+    solver_h = ns.make_solver(flow, sz.n, closure="H")
+    solver_none = ns.make_solver(flow, sz.n)
+    baseline = coupled.make_coupled_step(solver_none, coupled.NoClosure(), every, reuse)
+    paper_member_steps = PAPER["members"] * PAPER["steps"]
+    out: list[BenchRecord] = []
+    for members in sz.members:
+        steps, repeats = sz.steps[members], sz.repeats[members]
+        if steps % every:
+            raise ValueError(f"steps={steps} for M={members} must be a multiple of every={every}")
+        common = {"n": sz.n, "members": members, "steps": steps, "repeats": repeats}
+        carry_h = _initial_carry(solver_h, members, key)
+        fns: dict[str, Callable[[], Any]] = {}
+        fns["none"], _ = _rollout(baseline, _initial_carry(solver_none, members, key), steps)
+        networks, reports = {}, {}
+        for case in built:
+            step = coupled.make_coupled_step(solver_h, case.source, every, reuse)
+            fns[case.name], reports[case.name] = _rollout(step, carry_h, steps)
+            networks[case.name] = calls = case.network(members)
+            for label, (_, fn, args) in calls.parts.items():
+                fns[f"{case.name}/{label}"] = lambda fn=fn, args=args: fn(*args)
+            for label, (fn, args) in calls.extra.items():
+                fns[f"{case.name}/{label}"] = lambda fn=fn, args=args: fn(*args)
+        seconds = fastest_interleaved(fns, repeats)
+
+        none_step = seconds["none"] / steps
+        paper = {"paper_gpu_seconds": PAPER["gpu_seconds"]["none"], **common}
+        prefix = f"coupled/none/m{members}"
+        out += [
+            record(f"{prefix}/step_seconds", none_step, "s", config=common),
+            record(f"{prefix}/member_step_seconds", none_step / members, "s", config=common),
+            record(
+                f"{prefix}/paper_run_seconds",
+                none_step / members * paper_member_steps,
+                "s",
+                config=paper,
+            ),
+        ]
+        for case in built:
+            step_seconds = seconds[case.name] / steps
+            calls = networks[case.name]
+            parts = {label: seconds[f"{case.name}/{label}"] for label in calls.parts}
+            network = sum(parts.values())
+            breakdown: dict[str, Any] = {}
+            for label, (count, _, _) in calls.parts.items():
+                breakdown[f"{label}_calls"] = count
+                breakdown[f"{label}_seconds"] = parts[label] / count
+            for label in calls.extra:
+                breakdown[f"{label}_seconds"] = seconds[f"{case.name}/{label}"]
+            bad = int(jnp.sum(reports[case.name][0] >= 0))
+            config = {
+                **common,
+                **case.config,
+                "every": every,
+                "reuse_noise": reuse,
+                "nonfinite_members": bad,
+                "step_seconds": step_seconds,
+                "no_closure_step_seconds": none_step,
+                "block_seconds": every * step_seconds,
+                "network_seconds": network,
+                **breakdown,
+            }
+            prefix = f"coupled/{case.name}/m{members}"
+            paper_gpu = PAPER["gpu_seconds"].get(case.name)
+            out += [
+                record(f"{prefix}/step_seconds", step_seconds, "s", config=config),
+                record(f"{prefix}/member_step_seconds", step_seconds / members, "s", config=config),
+                record(
+                    f"{prefix}/no_closure_ratio", step_seconds / none_step, "ratio", config=config
+                ),
+                record(f"{prefix}/network_seconds", network, "s", config=config),
+                record(
+                    f"{prefix}/network_ratio",
+                    every * step_seconds / network,
+                    "ratio",
+                    target=NETWORK_RATIO_TARGET,
+                    config=config,
+                ),
+                record(
+                    f"{prefix}/paper_run_seconds",
+                    step_seconds / members * paper_member_steps,
+                    "s",
+                    config={**config, "paper_gpu_seconds": paper_gpu},
+                ),
+            ]
+    return out
+
+
+GROUPS: dict[str, Callable[[bool], list[BenchRecord]]] = {"coupled": coupled_benchmarks}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from closurejax.data import generate
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
 
-__all__ = ["OnlineSpec", "Reference", "coupled_run", "reference_run"]
+__all__ = ["SOURCES", "OnlineSpec", "Reference", "RunResult", "coupled_run", "reference_run"]
 
 SOURCES = ("none", "diffusion", "latent", "regression", "reference", "smagorinsky")
 
@@ -236,7 +237,7 @@ def reference_run(
         remaining -= count
         if progress:
             progress(count * spec.every)
-    pieces.append(jax.device_get(jax.tree.map(lambda a: a[None], observe(state))))
+    pieces.append(jax.device_get(jax.tree.map(lambda a: a[None], jax.jit(observe)(state))))
     fields = {n: np.concatenate([p[n] for p in pieces]) for n in names}
     for name, value in fields.items():
         if not np.all(np.isfinite(value)):
@@ -276,8 +277,6 @@ def coupled_run(
     every chunk, and a run restarted with the same `fingerprint` resumes from them (the result is
     the same as an uninterrupted run: every step is keyed by its step counter).
     """
-    import time
-
     solver = step.solver
     members = spec.ensemble_size
     omega0 = jnp.asarray(reference.fields["omega"][0])

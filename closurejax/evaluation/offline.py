@@ -5,12 +5,19 @@ compared with the true closure: relative Frobenius error and MSE of single sampl
 members) and of the ensemble mean, ensemble spread, CRPS and spread–skill ratio. The regression
 baseline gets the same single-prediction errors. Zero-shot resolutions use the same parameters on
 the `<name>_<size>` arrays of the zero-shot dataset.
+
+Any model with `condition_names` and `sample(params, key, cond, sampler) -> [B, n, n]` (physical
+units) is scored the same way: the physical-space `ClosureModel` (P-CDM) and paper B's latent
+`LatentDiffusionModel` (L-CDM). For the latent model, `evaluate_reconstruction` adds the relative
+Frobenius error and MSE of its two autoencoders, and `sample_cost` times one closure sample per
+condition at the evaluation batch (compiled, median of repeats) for any of them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +26,23 @@ import numpy as np
 from closurejax.data import pipeline, store
 from closurejax.diffusion import conditional, samplers
 from closurejax.evaluation import metrics
+from closurejax.evaluation.benchmarks import time_fn
+
+
+class SamplingModel(Protocol):
+    """What the offline scores need of a closure model (`ClosureModel`, `LatentDiffusionModel`)."""
+
+    condition_names: tuple[str, ...]
+
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        cond: Mapping[str, jax.Array],
+        sampler: samplers.SamplerConfig,
+    ) -> jax.Array:
+        """One closure sample per condition, ``[B, n, n]`` in physical units."""
+        ...
 
 
 def test_fields(
@@ -42,7 +66,7 @@ def _summaries(per_snapshot: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 def evaluate_score_model(
-    model: conditional.ClosureModel,
+    model: SamplingModel,
     params: Any,
     fields: Mapping[str, np.ndarray],
     sampler: samplers.SamplerConfig,
@@ -112,4 +136,73 @@ def evaluate_regression_model(
         "rel_error": float(np.mean(np.concatenate(rel))),
         "mse": float(np.mean(np.concatenate(mse))),
         "num_snapshots": len(truth_all),
+    }
+
+
+def evaluate_reconstruction(
+    model: Any,
+    params: Any,
+    fields: Mapping[str, np.ndarray],
+    names: tuple[str, ...] = ("target", "omega"),
+    batch_size: int = 64,
+) -> dict[str, dict[str, float]]:
+    """Reconstruction errors of a latent model's autoencoders on test fields.
+
+    ``model.reconstruct(params, name, field [B, n, n]) -> [B, n, n]`` (physical units, e.g.
+    `LatentDiffusionModel.reconstruct`) is compared with the field: per snapshot the relative
+    Frobenius error ``||x_hat - x||_F / ||x||_F`` and the MSE, averaged over the snapshots.
+
+    Returns:
+        ``{name: {"rel_error", "mse", "num_snapshots"}}`` for each of `names`.
+    """
+    reconstruct = jax.jit(model.reconstruct, static_argnums=1)
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        truth_all = fields[name]
+        rel, mse = [], []
+        for start in range(0, len(truth_all), batch_size):
+            truth = jnp.asarray(truth_all[start : start + batch_size])
+            recon = reconstruct(params, name, truth)
+            rel.append(np.asarray(metrics.relative_error(recon, truth)))
+            mse.append(np.asarray(metrics.mse(recon, truth)))
+        out[name] = {
+            "rel_error": float(np.mean(np.concatenate(rel))),
+            "mse": float(np.mean(np.concatenate(mse))),
+            "num_snapshots": len(truth_all),
+        }
+    return out
+
+
+def sample_cost(
+    model: SamplingModel,
+    params: Any,
+    fields: Mapping[str, np.ndarray],
+    sampler: samplers.SamplerConfig,
+    key: jax.Array,
+    batch_size: int = 32,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Wall-clock cost of one closure sample per condition at the evaluation batch.
+
+    Times the jit-compiled ``model.sample(params, key, cond, sampler)`` on the first
+    ``min(batch_size, N)`` test conditions: the first call (compilation + one run) and the median
+    of `repeats` further calls.
+
+    Returns:
+        ``{"batch", "seconds_per_call", "seconds_per_sample" (= per call / batch),
+        "first_call_seconds", "nfe"}``.
+    """
+    batch = min(batch_size, len(fields[model.condition_names[0]]))
+    cond = {n: jnp.asarray(fields[n][:batch]) for n in model.condition_names}
+    sample = jax.jit(lambda p, k, c: model.sample(p, k, c, sampler))
+    start = time.perf_counter()
+    jax.block_until_ready(sample(params, key, cond))
+    first = time.perf_counter() - start
+    seconds = time_fn(sample, params, key, cond, warmup=0, repeats=repeats)["median"]
+    return {
+        "batch": batch,
+        "seconds_per_call": seconds,
+        "seconds_per_sample": seconds / batch,
+        "first_call_seconds": first,
+        "nfe": sampler.nfe,
     }

@@ -3,20 +3,57 @@ experiments/evaluate_offline.py and the demo).
 
 Layout of a study workdir: `<workdir>/dataset` and `<workdir>/zero_shot` (experiments/
 generate_data.py), `<workdir>/<run>/checkpoints` and `<workdir>/<run>/metrics.jsonl` for each
-trained model (`run` = "score" or "regression" by default, the model kind).
+trained model. `run` is the model kind by default: "score" (P-CDM), "regression", or, for paper
+B's latent model (`model.kind = "latent"`, closurejax.diffusion.latent_model):
+
+* `latent.training_mode = "joint"`: one run `<workdir>/latent` — one optimiser over both
+  autoencoders and the latent score network (`LatentDiffusionModel.loss`);
+* `latent.training_mode = "two_stage"`: `<workdir>/latent_two_stage/autoencoders` (stage 1: the
+  autoencoders on `reconstruction_loss` for `latent.stage1_epochs` epochs), then
+  `<workdir>/latent_two_stage/score` (stage 2: the training set encoded with the frozen stage-1
+  EMA encoders, the latent score fitted on those latents by `latent_loss` for
+  `training.num_epochs` epochs). Each stage is one `Trainer` run (exact resume, checkpoints,
+  metrics.jsonl); stage 2 records a digest of the stage-1 parameters it was trained on and refuses
+  to resume on another stage-1 result.
+
+`load` returns `(model, params)` for every kind; for the latent kind `params` is
+`{"target_ae", "omega_ae", "score"}`, the argument of `LatentDiffusionModel.sample`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from closurejax.data import generate, pipeline, store
-from closurejax.diffusion import conditional
+from closurejax.diffusion import conditional, latent_model
 from closurejax.training import trainer as trainer_lib
+from closurejax.training.checkpoint import IncompatibleCheckpointError
+from closurejax.training.state import TrainState
+
+__all__ = [
+    "LATENT_STAGES",
+    "TwoStageState",
+    "build_trainer",
+    "load",
+    "model_from_config",
+    "open_study_dataset",
+    "optim_from_config",
+    "params_digest",
+    "run_dir",
+    "train",
+]
+
+LATENT_STAGES = ("autoencoders", "score")
+"""The two runs of the two-stage latent baseline, in training order."""
+
+Model = conditional.ClosureModel | latent_model.LatentDiffusionModel
 
 
 def optim_from_config(training: Mapping[str, Any]) -> trainer_lib.OptimConfig:
@@ -40,23 +77,92 @@ def open_study_dataset(config: Mapping[str, Any], data_dir: str | Path) -> store
     return store.open_dataset(Path(data_dir), expected_config=generate.dataset_config(config))
 
 
-def build_trainer(
+def _as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+
+def _is_latent(config: Mapping[str, Any]) -> bool:
+    return config["model"]["kind"] == latent_model.KIND
+
+
+def model_from_config(config: Mapping[str, Any], stats: conditional.Stats) -> Model:
+    """The closure model of `config` (any `model.kind`) with the dataset's statistics."""
+    config = _as_dict(config)
+    if _is_latent(config):
+        return latent_model.from_config(config, stats)
+    return conditional.from_config(config, stats)
+
+
+def run_dir(
     config: Mapping[str, Any],
     workdir: str | Path,
-    data_dir: str | Path | None = None,
     run_name: str | None = None,
-    show_progress: bool = True,
-) -> tuple[conditional.ClosureModel, trainer_lib.Trainer]:
-    """The closure model of `config` and a Trainer on `<workdir>/<run_name>` (restored if a
-    checkpoint is there; its architecture must match, else IncompatibleCheckpointError)."""
-    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    stage: str | None = None,
+) -> Path:
+    """The run folder of `config`: `<workdir>/<run_name or model.kind>`; for the two-stage latent
+    baseline `<workdir>/<run_name or "latent_two_stage">/<stage>`."""
+    config = _as_dict(config)
     workdir = Path(workdir).resolve()
-    data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
-    model = conditional.from_config(config_dict, data.stats)
-    training = config_dict["training"]
-    names = [*model.condition_names, "target"]
-    unit = {name: {"mean": 0.0, "std": 1.0} for name in names}  # the model normalises itself
-    batches = pipeline.Batches(
+    kind = config["model"]["kind"]
+    if kind != latent_model.KIND or latent_model.training_mode(config) == "joint":
+        if stage is not None:
+            raise ValueError(
+                f"stage={stage!r} applies only to latent.training_mode='two_stage' (model.kind="
+                f"{kind!r}" + (", training_mode='joint')" if kind == latent_model.KIND else ")")
+            )
+        return workdir / (run_name or kind)
+    if stage not in LATENT_STAGES:
+        raise ValueError(
+            f"stage={stage!r} is invalid for the two-stage latent baseline; allowed: "
+            f"{LATENT_STAGES}"
+        )
+    return workdir / (run_name or "latent_two_stage") / stage
+
+
+def params_digest(params: Any) -> str:
+    """SHA-256 of a parameter tree's paths, shapes, dtypes and bytes (identifies a stage-1
+    result)."""
+    digest = hashlib.sha256()
+    leaves, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(params))
+    for path, leaf in leaves:
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _trainer(
+    init_fn: Callable[[jax.Array], Any],
+    loss_fn: trainer_lib.LossFn,
+    batches: trainer_lib.BatchSource,
+    optim: trainer_lib.OptimConfig,
+    training: Mapping[str, Any],
+    workdir: Path,
+    show_progress: bool,
+    config: Mapping[str, Any],
+) -> trainer_lib.Trainer:
+    return trainer_lib.Trainer(
+        init_fn=init_fn,
+        loss_fn=loss_fn,
+        batches=batches,
+        optim=optim,
+        workdir=workdir,
+        seed=int(training["seed"]),
+        checkpoint_every=int(training["checkpoint_every"]),
+        keep=int(training["keep"]),
+        log_every=int(training["log_every"]),
+        show_progress=show_progress,
+        config=config,
+    )
+
+
+def _field_batches(
+    data: store.Dataset, names: list[str], training: Mapping[str, Any]
+) -> pipeline.Batches:
+    """Physical-unit training batches of `names` (the models normalise themselves)."""
+    unit = {name: {"mean": 0.0, "std": 1.0} for name in names}
+    return pipeline.Batches(
         pipeline.trajectory_fields(data, "train", names),
         names,
         batch_size=int(training["batch_size"]),
@@ -64,22 +170,226 @@ def build_trainer(
         stats=unit,
         sample_axes=2,
     )
+
+
+class _LatentBatches:
+    """Batches of the stage-2 latents ``{"z_target", "z_omega"} [batch, m, m]``.
+
+    The training split is encoded with the frozen stage-1 encoders on the first `batch_at` call
+    (not when the trainer is built: loading a trained stage-2 run needs no encoding). The number
+    of batches per epoch is that of the field batches, the order that of
+    `pipeline.Batches(seed)` over the same number of samples, so the latents of step k come from
+    the snapshots stage 1 saw at step k (when both stages share a batch size).
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[], dict[str, np.ndarray]],
+        num_samples: int,
+        training: Mapping[str, Any],
+    ) -> None:
+        self._encode = encode
+        self._batch_size = int(training["batch_size"])
+        self._seed = int(training["seed"])
+        self._steps_per_epoch = num_samples // self._batch_size
+        self._batches: pipeline.Batches | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self._steps_per_epoch
+
+    def batch_at(self, step: int) -> dict[str, jax.Array]:
+        if self._batches is None:
+            latents = self._encode()
+            unit = {name: {"mean": 0.0, "std": 1.0} for name in latents}
+            self._batches = pipeline.Batches(
+                latents, list(latents), self._batch_size, self._seed, stats=unit
+            )
+        return self._batches.batch_at(step)
+
+
+def _encode_training_set(
+    model: latent_model.LatentDiffusionModel,
+    ae_params: Any,
+    data: store.Dataset,
+    chunk: int = 256,
+) -> dict[str, np.ndarray]:
+    """``{"z_target", "z_omega"} [N, m, m]`` of the whole training split (the sample order of
+    `_field_batches`: trajectories × snapshots flattened), encoded with `ae_params` in fixed
+    chunks (deterministic)."""
+    fields = {
+        name: a.reshape(-1, *a.shape[2:])
+        for name, a in pipeline.trajectory_fields(data, "train", latent_model.FIELDS).items()
+    }
+    total = len(fields["target"])
+    encode = jax.jit(model.encode_latents)
+    parts: dict[str, list[np.ndarray]] = {"z_target": [], "z_omega": []}
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        batch = {n: np.asarray(fields[n][start:stop], np.float32) for n in latent_model.FIELDS}
+        for name, z in encode(ae_params, batch).items():
+            parts[name].append(np.asarray(z))
+    return {name: np.concatenate(v) for name, v in parts.items()}
+
+
+def _latent_trainer(
+    config: dict[str, Any],
+    workdir: Path,
+    data: store.Dataset,
+    run_name: str | None,
+    show_progress: bool,
+    stage: str | None,
+) -> tuple[latent_model.LatentDiffusionModel, trainer_lib.Trainer, Any]:
+    """(model, trainer, frozen stage-1 autoencoder params or None) of a latent-kind run."""
+    model = latent_model.from_config(config, data.stats)
+    mode = latent_model.training_mode(config)
+    training = config["training"]
     n = data.specs["target"].shape[-1]
-    run_name = run_name or model.kind
-    trainer = trainer_lib.Trainer(
-        init_fn=lambda key: model.init(key, n),
-        loss_fn=model.loss,
-        batches=batches,
-        optim=optim_from_config(training),
-        workdir=workdir / run_name,
-        seed=int(training["seed"]),
-        checkpoint_every=int(training["checkpoint_every"]),
-        keep=int(training["keep"]),
-        log_every=int(training["log_every"]),
-        show_progress=show_progress,
-        config=config_dict,
+    model.latent_size(n)
+    folder = run_dir(config, workdir, run_name, stage)
+    names = list(latent_model.FIELDS)
+    optim = optim_from_config(training)
+    batches = _field_batches(data, names, training)
+    if mode == "joint":
+        trainer = _trainer(
+            lambda key: model.init(key, n),
+            model.loss,
+            batches,
+            optim,
+            training,
+            folder,
+            show_progress,
+            config,
+        )
+        return model, trainer, None
+    stage1_epochs = config["latent"]["stage1_epochs"]
+    if isinstance(stage1_epochs, bool) or not isinstance(stage1_epochs, int) or stage1_epochs < 1:
+        raise ValueError(
+            f"latent.stage1_epochs={stage1_epochs!r} is invalid: expected an integer >= 1"
+        )
+    if stage == "autoencoders":
+        trainer = _trainer(
+            lambda key: model.init_autoencoders(key, n),
+            model.reconstruction_loss,
+            batches,
+            dataclasses.replace(optim, num_epochs=int(stage1_epochs)),
+            training,
+            folder,
+            show_progress,
+            {**config, "stage": stage},
+        )
+        return model, trainer, None
+    # stage 2: the frozen EMA autoencoders of the finished stage 1
+    _, first, _ = _latent_trainer(config, workdir, data, run_name, False, "autoencoders")
+    with first:
+        if first.step < first.total_steps:
+            raise ValueError(
+                f"stage 1 of the two-stage latent baseline (autoencoders, {first.workdir}) is at "
+                f"step {first.step} of {first.total_steps}: train it to the end first (run "
+                "experiments/train.py with the same config)"
+            )
+        ae_params = jax.device_get(first.state.ema_params)
+        stage1 = {"step": first.step, "digest": params_digest(ae_params), "run": str(first.workdir)}
+    latents = _LatentBatches(
+        lambda: _encode_training_set(model, ae_params, data), batches.num_samples, training
+    )
+    trainer = _trainer(
+        lambda key: model.init_score(key, n),
+        model.latent_loss,
+        latents,
+        optim,
+        training,
+        folder,
+        show_progress,
+        {**config, "stage": stage, "stage1": stage1},
+    )
+    latest = trainer.checkpoints.latest_step()
+    if latest is not None:
+        stored = trainer.checkpoints.metadata(latest).get("config", {}).get("stage1", {})
+        if stored.get("digest") != stage1["digest"]:
+            trainer.close()
+            raise IncompatibleCheckpointError(
+                f"stage-2 checkpoint {trainer.checkpoints.directory / str(latest)} was trained on "
+                f"the latents of another stage-1 result (stage-1 digest {stored.get('digest')}, "
+                f"step {stored.get('step')}; now {stage1['digest']}, step {stage1['step']}): "
+                f"delete {folder} to retrain stage 2"
+            )
+    return model, trainer, ae_params
+
+
+def build_trainer(
+    config: Mapping[str, Any],
+    workdir: str | Path,
+    data_dir: str | Path | None = None,
+    run_name: str | None = None,
+    show_progress: bool = True,
+    stage: str | None = None,
+) -> tuple[Model, trainer_lib.Trainer]:
+    """The closure model of `config` and a Trainer on its run folder (`run_dir`), restored if a
+    checkpoint is there (its architecture must match, else IncompatibleCheckpointError).
+
+    `stage` ("autoencoders" | "score") selects the run of the two-stage latent baseline and must
+    be None otherwise; the "score" stage needs stage 1 trained to its end.
+    """
+    config_dict = _as_dict(config)
+    workdir = Path(workdir).resolve()
+    data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
+    if _is_latent(config_dict):
+        model, trainer, _ = _latent_trainer(
+            config_dict, workdir, data, run_name, show_progress, stage
+        )
+        return model, trainer
+    folder = run_dir(config_dict, workdir, run_name, stage)
+    model = conditional.from_config(config_dict, data.stats)
+    training = config_dict["training"]
+    names = [*model.condition_names, "target"]
+    n = data.specs["target"].shape[-1]
+    trainer = _trainer(
+        lambda key: model.init(key, n),
+        model.loss,
+        _field_batches(data, names, training),
+        optim_from_config(training),
+        training,
+        folder,
+        show_progress,
+        config_dict,
     )
     return model, trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoStageState:
+    """The states of the two-stage latent baseline's runs (`train`'s result for that mode).
+
+    Attributes:
+      autoencoders: stage 1's final `TrainState` (params ``{"target_ae", "omega_ae"}``).
+      score: stage 2's final `TrainState` (the latent FNO's params), None if stage 2 has not run.
+    """
+
+    autoencoders: TrainState
+    score: TrainState | None
+
+    @property
+    def step(self) -> int:
+        """Updates applied over both stages."""
+        return int(self.autoencoders.step) + (0 if self.score is None else int(self.score.step))
+
+    def _assemble(self, ema_score: bool) -> dict[str, Any]:
+        if self.score is None:
+            raise ValueError("stage 2 (the latent score) has not been trained yet")
+        score = self.score.ema_params if ema_score else self.score.params
+        return {**self.autoencoders.ema_params, "score": score}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{"target_ae", "omega_ae"}`` of stage 1's EMA (the frozen encoders stage 2 used) and
+        stage 2's raw ``"score"``."""
+        return self._assemble(ema_score=False)
+
+    @property
+    def ema_params(self) -> dict[str, Any]:
+        """As `params` with stage 2's EMA ``"score"``."""
+        return self._assemble(ema_score=True)
 
 
 def train(
@@ -89,13 +399,51 @@ def train(
     num_steps: int | None = None,
     run_name: str | None = None,
     show_progress: bool = True,
-) -> tuple[conditional.ClosureModel, Any]:
-    """Trains (or resumes) the closure model of `config`; returns (model, final state)."""
-    model, trainer = build_trainer(config, workdir, data_dir, run_name, show_progress)
-    with trainer:
-        state = trainer.train(num_steps)
-        state = jax.device_get(state)
-    return model, state
+    log: Callable[[str], None] | None = None,
+) -> tuple[Model, Any]:
+    """Trains (or resumes) the closure model of `config`; returns (model, final state).
+
+    The state is a `TrainState`, or a `TwoStageState` for the two-stage latent baseline, whose
+    stages run in order; there `num_steps` counts the updates of both stages (stage 1's
+    `T1` steps, then stage 2's: `num_steps = T1 + k` stops stage 2 at its step k).
+    """
+    config_dict = _as_dict(config)
+    say = log or (lambda _: None)
+    if not (_is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"):
+        model, trainer = build_trainer(config_dict, workdir, data_dir, run_name, show_progress)
+        with trainer:
+            say(f"training {trainer.workdir} to step {num_steps or trainer.total_steps}")
+            state = trainer.train(num_steps)
+            state = jax.device_get(state)
+        return model, state
+    if num_steps is not None and (isinstance(num_steps, bool) or not isinstance(num_steps, int)):
+        raise ValueError(f"num_steps must be None or an integer >= 0, got {num_steps!r}")
+    if num_steps is not None and num_steps < 0:
+        raise ValueError(f"num_steps must be None or an integer >= 0, got {num_steps!r}")
+    model, first = build_trainer(
+        config_dict, workdir, data_dir, run_name, show_progress, stage="autoencoders"
+    )
+    with first:
+        total1 = first.total_steps
+        end1 = total1 if num_steps is None else min(num_steps, total1)
+        say(f"stage 1/2 (autoencoders): {first.workdir}, step {first.step} → {end1} of {total1}")
+        state1 = jax.device_get(first.train(end1))
+    if int(state1.step) < total1:
+        return model, TwoStageState(state1, None)
+    model, second = build_trainer(
+        config_dict, workdir, data_dir, run_name, show_progress, stage="score"
+    )
+    with second:
+        total2 = second.total_steps
+        end2 = total2 if num_steps is None else num_steps - total1
+        if end2 > total2:
+            raise ValueError(
+                f"num_steps={num_steps} exceeds the two-stage total {total1} + {total2} = "
+                f"{total1 + total2} (stage 1 + stage 2 steps)"
+            )
+        say(f"stage 2/2 (latent score): {second.workdir}, step {second.step} → {end2} of {total2}")
+        state2 = jax.device_get(second.train(end2))
+    return model, TwoStageState(state1, state2)
 
 
 def load(
@@ -104,14 +452,32 @@ def load(
     data_dir: str | Path | None = None,
     run_name: str | None = None,
     use_ema: bool = True,
-) -> tuple[conditional.ClosureModel, Any]:
-    """(model, parameters) of the latest checkpoint of a trained run; clear error if none."""
-    model, trainer = build_trainer(config, workdir, data_dir, run_name, show_progress=False)
+) -> tuple[Model, Any]:
+    """(model, parameters) of the latest checkpoint of a trained run; clear error if none.
+
+    For the latent kind the parameters are ``{"target_ae", "omega_ae", "score"}``; for the
+    two-stage baseline the autoencoders are stage 1's EMA parameters (those stage 2 was trained
+    on) whatever `use_ema`, which selects stage 2's.
+    """
+    config_dict = _as_dict(config)
+    workdir = Path(workdir).resolve()
+    ae_params = None
+    if _is_latent(config_dict):
+        data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
+        stage = "score" if latent_model.training_mode(config_dict) == "two_stage" else None
+        model, trainer, ae_params = _latent_trainer(
+            config_dict, workdir, data, run_name, False, stage
+        )
+    else:
+        model, trainer = build_trainer(config_dict, workdir, data_dir, run_name, False)
     with trainer:
         if trainer.step == 0:
             raise FileNotFoundError(
-                f"no checkpoint of a trained '{run_name or model.kind}' model under "
-                f"{Path(workdir).resolve()}; run experiments/train.py first"
+                f"no checkpoint of a trained '{run_name or config_dict['model']['kind']}' model "
+                f"in {trainer.workdir}; run experiments/train.py first"
             )
         state = jax.device_get(trainer.state)
-    return model, state.ema_params if use_ema else state.params
+    params = state.ema_params if use_ema else state.params
+    if ae_params is not None:  # two-stage: stage 1's frozen EMA autoencoders + stage 2's score
+        params = {**ae_params, "score": params}
+    return model, params

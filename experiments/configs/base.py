@@ -26,6 +26,16 @@ Fields:
     embed_scale (30), conditions (dataset arrays the model conditions on, e.g. ("omega",
     "sparse_interpolated"); "previous_target" adds the closure one snapshot earlier, the
     previous closure sample of the online solver), spectral_method ("auto" | "fft" | "dft").
+  latent: paper B's latent model (L-CDM; used when model.kind = "latent", closurejax.diffusion.
+    latent_model; the model section then describes the P-CDM it is compared with, and
+    model.conditions must be ("omega",)) — training_mode ("joint": one optimiser over both
+    autoencoders and the latent score | "two_stage": autoencoders first for stage1_epochs, then the
+    latent score on the frozen latents for training.num_epochs), ae_channels ((64, 128, 256): one
+    downsampling per step, n² → (n/2^L)², L = len − 1), ae_num_res_blocks (1), ae_attention (True),
+    ae_num_heads (8), ae_groups (GroupNorm, 32), latent_channels (1), width (20), modes (4),
+    depth (4), embed_dim (256), embed_scale (30) of the latent FNO score network, loss_weights
+    ((w_H, w_ω, w_s, w_KL) = (10, 0.1, 0.1, 0.01) of the joint loss), stage1_weights ((w_H, w_ω,
+    w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500), kl_eps (1e-8).
   diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
@@ -112,6 +122,26 @@ def base_config() -> ml_collections.ConfigDict:
             embed_scale=30.0,
             conditions=("omega", "sparse_interpolated"),
             spectral_method="auto",
+        )
+    )
+    config.latent = ml_collections.ConfigDict(
+        dict(
+            training_mode="joint",
+            ae_channels=(64, 128, 256),
+            ae_num_res_blocks=1,
+            ae_attention=True,
+            ae_num_heads=8,
+            ae_groups=32,
+            latent_channels=1,
+            width=20,
+            modes=4,
+            depth=4,
+            embed_dim=256,
+            embed_scale=30.0,
+            loss_weights=(10.0, 0.1, 0.1, 0.01),
+            stage1_weights=(10.0, 0.1, 0.0),
+            stage1_epochs=500,
+            kl_eps=1e-8,
         )
     )
     config.diffusion = ml_collections.ConfigDict(

@@ -1,0 +1,38 @@
+"""The "latent" benchmark group (paper B: P-CDM against L-CDM cost) in quick mode."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from closurejax.evaluation import score_benchmarks
+
+
+def test_latent_group_quick(tmp_path: Path) -> None:
+    records = {r.name: r for r in score_benchmarks.latent_benchmarks(True, str(tmp_path))}
+    parts = ("encode", "latent_sampling", "decode")
+    expected = {"latent/pcdm/sample/b4/seconds", "latent/lcdm/sample/b4/seconds"}
+    expected |= {f"latent/lcdm/{part}/b4/seconds" for part in parts}
+    expected |= {"latent/speedup/b4"}
+    assert set(records) == expected  # no trained study in tmp_path: no accuracy rows
+    for r in records.values():
+        assert math.isfinite(r.value) and r.value > 0
+    speedup = records["latent/speedup/b4"]
+    pcdm, lcdm = records["latent/pcdm/sample/b4/seconds"], records["latent/lcdm/sample/b4/seconds"]
+    assert math.isclose(speedup.value, pcdm.value / lcdm.value)
+    assert speedup.target == 3.0 and speedup.meets_target == (speedup.value >= 3.0)
+    assert speedup.unit == "ratio" and speedup.config["paper_b_gpu_speedup"] == 2.8
+    # both at paper B's sampler; the FLOP counts add up over the L-CDM's parts
+    for r in (pcdm, lcdm):
+        assert r.config["nfe"] == 10 and r.config["t_max"] == 0.4 and r.config["batch"] == 4
+    assert lcdm.config["latent"] == [8, 8] and lcdm.config["ae_attention"] is True
+    flops = lcdm.config["part_flops"]
+    assert all(flops[p] > 0 for p in parts)
+    assert math.isclose(lcdm.config["flops"], sum(flops.values()))
+    assert pcdm.config["flops"] == pcdm.config["flops_encode"] + 10 * pcdm.config["flops_per_step"]
+
+
+def test_latent_group_is_registered() -> None:
+    from experiments import benchmark
+
+    assert benchmark.GROUPS["latent"] is score_benchmarks.latent_benchmarks

@@ -43,9 +43,10 @@ sampler step. And the solver
 with closure costs ≈ `network_seconds / 5` per step: `no_closure_ratio ≈ network_seconds /
 (5 × no-closure step)`.
 
-Adding a closure model (e.g. paper B's L-CDM) is one more `CoupledCase` factory in `CASES`: its
-name, the `ClosureSource` the coupled step samples, and its `network` — for a latent model, the
-ω-encoder once, NFE latent-score evaluations (`chained`) and the decoder once.
+Cases (`CASES`): paper B's P-CDM ("pcdm") and L-CDM ("lcdm": the ω-encoder and the latent FNO's
+condition branch once, NFE latent-score evaluations on the 16×16 latent (`chained`), the target
+decoder once). Another closure model is one more `CoupledCase` factory: its name, the
+`ClosureSource` the coupled step samples, and its `network`.
 """
 
 from __future__ import annotations
@@ -270,8 +271,79 @@ def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
     )
 
 
-CASES: tuple[CaseFactory, ...] = (pcdm_case,)
-"""The closure models the group times (add paper B's L-CDM here as a second factory)."""
+def _lcdm_model(tiny: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """Paper B's L-CDM (two autoencoders 64² → 1×16×16, latent FNO modes 4, width 20) and its
+    sampler config (`experiments/configs/paper_b_lcdm_joint.py`)."""
+    from closurejax.diffusion import latent_model
+    from experiments.configs import paper_b_lcdm_joint
+
+    config = paper_b_lcdm_joint.get_config().to_dict()
+    if tiny:
+        config["latent"].update(
+            ae_channels=(4, 8), ae_groups=4, ae_num_heads=1, width=4, modes=2, depth=1, embed_dim=8
+        )
+        config["sampler"]["num_steps"] = 2
+    stats = {name: {"mean": 0.0, "std": 1.0} for name in ("omega", "target")}
+    model = latent_model.from_config(config, stats)
+    sampler = conditional.sampler_from_config(config["sampler"])
+    arch = {
+        f"latent_{k}": config["latent"][k]
+        for k in ("ae_channels", "ae_attention", "width", "modes", "depth", "embed_dim")
+    }
+    return model, sampler, arch
+
+
+def lcdm_network(
+    model: Any, params: Any, nfe: int, t: float, n: int
+) -> Callable[[int], NetworkCalls]:
+    """`network` of the latent model: 1 × (ω encoder + latent condition branch) + NFE × latent
+    score + 1 × target decoder, at batch M — the functions `LatentDiffusionModel.sample` runs."""
+
+    def encode_fn(p: Any, w: jax.Array) -> jax.Array:
+        return model.condition_features(p["score"], model.encode(p, "omega", w))
+
+    encode = jax.jit(encode_fn)
+    decode = jax.jit(lambda p, z: model.decode(p, "target", z))
+    scores = chained(lambda z, p, f, tau: model.score_fn(p["score"], f)(z, tau), nfe)
+    m = model.latent_size(n)
+
+    def calls(members: int) -> NetworkCalls:
+        key = jax.random.PRNGKey(members)
+        omega = jax.random.normal(key, (members, n, n))
+        features = encode(params, omega)
+        z = jax.random.normal(jax.random.fold_in(key, 1), (members, m, m))
+        tau = jnp.full((members,), t, jnp.float32)
+        return NetworkCalls(
+            parts={
+                "encode": (1, encode, (params, omega)),
+                "score": (nfe, scores, (z, params, features, tau)),
+                "decode": (1, decode, (params, z)),
+            }
+        )
+
+    return calls
+
+
+def lcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
+    """Paper B's L-CDM (untrained parameters from `key`: timing only) as a `DiffusionClosure`."""
+    model, sampler, arch = _lcdm_model(sz.tiny)
+    params = jax.jit(model.init, static_argnums=1)(key, sz.n)
+    source = coupled.DiffusionClosure(model, params, sampler)
+    t_mid = 0.5 * (sampler.t_min + sampler.t_max)
+    config = {
+        **arch,
+        "nfe": sampler.nfe,
+        "sampler": sampler.name,
+        "sampler_steps": sampler.num_steps,
+        "num_params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+    }
+    return CoupledCase(
+        "lcdm", source, lcdm_network(model, params, sampler.nfe, t_mid, sz.n), config
+    )
+
+
+CASES: tuple[CaseFactory, ...] = (pcdm_case, lcdm_case)
+"""The closure models the group times: paper B's P-CDM and L-CDM."""
 
 
 def _flow(n: int) -> ns.FlowParams:

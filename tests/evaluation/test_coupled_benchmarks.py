@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -40,7 +41,8 @@ def test_quick_group_names_units_and_values(records: dict[str, bench.BenchRecord
     expected = {}
     for m in sz.members:
         expected |= {f"coupled/none/m{m}/{k}": METRICS[k] for k in BASELINE_METRICS}
-        expected |= {f"coupled/pcdm/m{m}/{k}": unit for k, unit in METRICS.items()}
+        for case in ("pcdm", "lcdm"):
+            expected |= {f"coupled/{case}/m{m}/{k}": unit for k, unit in METRICS.items()}
     assert {name: r.unit for name, r in records.items()} == expected
     assert cb.GROUPS == {"coupled": cb.coupled_benchmarks}
     for r in records.values():
@@ -56,6 +58,9 @@ def test_quick_group_names_units_and_values(records: dict[str, bench.BenchRecord
     assert pcdm["nfe"] == 2 and pcdm["score_calls"] == 2 and pcdm["encode_calls"] == 1
     assert pcdm["nonfinite_members"] == 0
     assert pcdm["score_single_call_seconds"] > 0
+    lcdm = records[f"coupled/lcdm/m{sz.members[0]}/network_ratio"].config
+    assert lcdm["nfe"] == 2 and lcdm["score_calls"] == 2 and lcdm["encode_calls"] == 1
+    assert lcdm["decode_calls"] == 1 and lcdm["nonfinite_members"] == 0
 
 
 def test_full_sizes_are_the_papers_setting() -> None:
@@ -67,10 +72,10 @@ def test_full_sizes_are_the_papers_setting() -> None:
 
 def test_quick_group_ratios_match_the_seconds(records: dict[str, bench.BenchRecord]) -> None:
     every, paper = cb.PAPER["every"], cb.PAPER["members"] * cb.PAPER["steps"]
-    for m in cb.sizes(quick=True).members:
-        value = {k: records[f"coupled/pcdm/m{m}/{k}"].value for k in METRICS}
+    for m, case in itertools.product(cb.sizes(quick=True).members, ("pcdm", "lcdm")):
+        value = {k: records[f"coupled/{case}/m{m}/{k}"].value for k in METRICS}
         none = {k: records[f"coupled/none/m{m}/{k}"].value for k in BASELINE_METRICS}
-        config = records[f"coupled/pcdm/m{m}/network_ratio"].config
+        config = records[f"coupled/{case}/m{m}/network_ratio"].config
         assert value["no_closure_ratio"] == pytest.approx(
             value["step_seconds"] / none["step_seconds"], rel=1e-12
         )
@@ -78,6 +83,7 @@ def test_quick_group_ratios_match_the_seconds(records: dict[str, bench.BenchReco
             every * value["step_seconds"] / value["network_seconds"], rel=1e-12
         )
         network = config["encode_seconds"] + config["nfe"] * config["score_seconds"]
+        network += config.get("decode_seconds", 0.0)
         assert value["network_seconds"] == pytest.approx(network, rel=1e-12)
         for metrics in (value, none):
             assert metrics["member_step_seconds"] * m == pytest.approx(metrics["step_seconds"])
@@ -85,7 +91,11 @@ def test_quick_group_ratios_match_the_seconds(records: dict[str, bench.BenchReco
                 metrics["member_step_seconds"] * paper
             )
         assert config["no_closure_step_seconds"] == none["step_seconds"]
-        assert records[f"coupled/pcdm/m{m}/paper_run_seconds"].config["paper_gpu_seconds"] == 904
+        paper_gpu = {"pcdm": 904, "lcdm": 325}[case]
+        assert (
+            records[f"coupled/{case}/m{m}/paper_run_seconds"].config["paper_gpu_seconds"]
+            == paper_gpu
+        )
         assert records[f"coupled/none/m{m}/paper_run_seconds"].config["paper_gpu_seconds"] == 1.8
 
 

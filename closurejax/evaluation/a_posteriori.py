@@ -51,12 +51,13 @@ def _context_names(source: Any) -> tuple[str, ...]:
     return tuple(n for n in names if n != "omega")
 
 
-def _checkpoint_step(workdir: Path, name: str) -> int | None:
+def _checkpoint_step(config: Mapping[str, Any], workdir: Path, name: str) -> int | None:
     """The latest checkpoint step of the run a source loads (None for parameter-free sources)."""
     kind = sources.MODEL_KINDS.get(name)
     if kind is None:
         return None
-    manager = checkpoint.CheckpointManager(workdir / kind / "checkpoints", async_save=False)
+    directory = sources.checkpoint_dir(config, workdir, kind)
+    manager = checkpoint.CheckpointManager(directory, async_save=False)
     try:
         return manager.latest_step()
     finally:
@@ -137,7 +138,7 @@ def run_online(
     ensembles: dict[str, np.ndarray] = {}
     for name, source in built.items():
         fp = _fingerprint(
-            {**base_fp, "source": name, "checkpoint": _checkpoint_step(workdir, name)}
+            {**base_fp, "source": name, "checkpoint": _checkpoint_step(config, workdir, name)}
         )
         final_path = out / f"{name}.npz"
         loaded = _load_final(final_path, fp)

@@ -10,7 +10,9 @@ test (`experiments/simulate.py`, the demo) runs under `name`:
 | "smagorinsky" | `Smagorinsky` (closure Π only)            | —                       |
 | "regression"  | `RegressionClosure` (deterministic FNO)   | `<workdir>/regression`  |
 | "diffusion"   | `DiffusionClosure` (P-CDM, papers A/B)    | `<workdir>/score`       |
-| "latent"      | `DiffusionClosure` of the L-CDM (paper B) | `<workdir>/latent`      |
+| "latent"      | `DiffusionClosure` of the L-CDM (paper B) | `<workdir>/latent` (*)  |
+
+(*) the joint run; with `latent.training_mode="two_stage"`: `<workdir>/latent_two_stage/score`.
 
 Before a checkpoint is loaded, `check_checkpoint` compares the configuration it was trained with
 (stored in every checkpoint's metadata) with the solver it is about to drive and refuses, naming
@@ -32,7 +34,14 @@ from closurejax.physics.navier_stokes import Solver
 from closurejax.simulation import coupled
 from closurejax.training import checkpoint, run
 
-__all__ = ["MODEL_KINDS", "check_checkpoint", "source_from_config"]
+__all__ = [
+    "MODEL_KINDS",
+    "IncompatibleModelError",
+    "check_checkpoint",
+    "checkpoint_dir",
+    "source_from_config",
+    "trained_config",
+]
 
 MODEL_KINDS = {"diffusion": "score", "regression": "regression", "latent": "latent"}
 """Online source name → the `model.kind` of the training run it loads."""
@@ -109,10 +118,24 @@ def _close(a: Any, b: Any) -> bool:
         return False
 
 
-def trained_config(workdir: str | Path, kind: str) -> tuple[dict[str, Any], Path]:
-    """The config stored in the latest checkpoint of `<workdir>/<kind>` (and its folder);
-    FileNotFoundError if there is none."""
-    directory = Path(workdir).resolve() / kind / "checkpoints"
+def checkpoint_dir(config: Mapping[str, Any], workdir: str | Path, kind: str) -> Path:
+    """The checkpoint folder of the `kind` run of a study: `<workdir>/<kind>/checkpoints`, and
+    for the two-stage latent baseline its score stage's (`run.run_dir`)."""
+    config = _as_dict(config)
+    study = {**config, "model": {**config.get("model", {}), "kind": kind}}
+    two_stage = kind == "latent" and config.get("latent", {}).get("training_mode") == "two_stage"
+    return run.run_dir(study, workdir, stage="score" if two_stage else None) / "checkpoints"
+
+
+def trained_config(
+    workdir: str | Path, kind: str, config: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], Path]:
+    """The config stored in the latest checkpoint of the `kind` run (`checkpoint_dir`; without
+    `config`, `<workdir>/<kind>`) and its folder; FileNotFoundError if there is none."""
+    if config is None:
+        directory = Path(workdir).resolve() / kind / "checkpoints"
+    else:
+        directory = checkpoint_dir(config, workdir, kind)
     if not directory.is_dir():
         raise FileNotFoundError(
             f"no trained '{kind}' model under {Path(workdir).resolve()} (looked for {directory}); "
@@ -151,7 +174,7 @@ def source_from_config(
             f"{('none', 'reference', 'smagorinsky', *MODEL_KINDS)}"
         )
     kind = MODEL_KINDS[name]
-    trained, where = trained_config(workdir, kind)
+    trained, where = trained_config(workdir, kind, config)
     check_checkpoint(trained, kind, solver, str(where))
     study = {**config, "model": {**config["model"], **trained.get("model", {}), "kind": kind}}
     for section in ("diffusion", "latent"):

@@ -277,3 +277,20 @@ def test_paper_scale_online_config_runs_a_few_steps(name: str) -> None:
     assert snaps.shape == (100, 2, 64, 64)
     assert bool(jnp.all(report["first_nonfinite_step"] == -1))
     assert int(final.state.step[0]) == start + spec.every
+
+
+def test_checkpoint_folders_of_each_source(tmp_path) -> None:
+    config = tiny_online()
+    root = tmp_path.resolve()
+    assert sources.checkpoint_dir(config, tmp_path, "score") == root / "score" / "checkpoints"
+    assert sources.checkpoint_dir(config, tmp_path, "latent") == root / "latent" / "checkpoints"
+    two = {**config, "latent": {**config["latent"], "training_mode": "two_stage"}}
+    expected = root / "latent_two_stage" / "score" / "checkpoints"
+    assert sources.checkpoint_dir(two, tmp_path, "latent") == expected
+    with pytest.raises(FileNotFoundError, match="no trained 'latent' model"):
+        sources.source_from_config(
+            "latent",
+            two,
+            tmp_path,
+            ns.make_solver(ns.FlowParams.from_config(config["physics"]), 32, "semi_implicit", "H"),
+        )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from closurejax.evaluation import score_benchmarks
 
 
+@pytest.mark.slow  # ≈ 20 s on 2 cores; `make test-slow` (and CI) runs it
 def test_latent_group_quick(tmp_path: Path) -> None:
     records = {r.name: r for r in score_benchmarks.latent_benchmarks(True, str(tmp_path))}
     parts = ("encode", "latent_sampling", "decode")

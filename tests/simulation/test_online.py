@@ -236,7 +236,10 @@ def test_sources_from_checkpoints_and_the_online_study(study) -> None:
     assert not list(out.glob("*.partial.npz"))
 
 
-@pytest.mark.parametrize("name", ["paper_a_h", "paper_b"])
+@pytest.mark.parametrize(
+    "name",
+    ["paper_a_h", pytest.param("paper_b", marks=pytest.mark.slow)],  # B: in test-slow
+)
 def test_paper_scale_online_config_runs_a_few_steps(name: str) -> None:
     """The paper-scale online setting (64², 100 members, 10-step EM every 5 steps, 20 000 steps
     from t = 30 s) builds from the config, and one sampling block runs on CPU (untrained

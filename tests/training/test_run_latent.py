@@ -133,6 +133,7 @@ def test_joint_training_resumes_exactly_and_restores_bit_identical(study, tmp_pa
     same_tree(ema, full.ema_params)
 
 
+@pytest.mark.slow  # ≈ 30 s on 2 cores; `make test-slow` (and CI) runs it
 def test_offline_evaluation_of_the_latent_model_beside_its_pcdm(study, capsys):
     """experiments/evaluate_offline.py on the joint run (trained above) and a P-CDM of the
     config's model section: reconstruction, sample scores, cost, JSON and table."""

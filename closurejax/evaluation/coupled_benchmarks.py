@@ -253,9 +253,17 @@ def pcdm_network(
     return calls
 
 
-def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
-    """Paper B's P-CDM (untrained parameters from `key`: timing only) as a `DiffusionClosure`."""
-    model, sampler, arch = _pcdm_model(sz.tiny)
+def _diffusion_case(
+    name: str,
+    model: Any,
+    sampler: Any,
+    arch: Mapping[str, Any],
+    network: Callable[..., Callable[[int], NetworkCalls]],
+    sz: Sizes,
+    key: jax.Array,
+) -> CoupledCase:
+    """A diffusion closure model (untrained parameters from `key`: timing only) as a
+    `DiffusionClosure`; `network(model, params, nfe, t, n)` describes its evaluations."""
     params = jax.jit(model.init, static_argnums=1)(key, sz.n)
     source = coupled.DiffusionClosure(model, params, sampler)
     t_mid = 0.5 * (sampler.t_min + sampler.t_max)
@@ -266,9 +274,12 @@ def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
         "sampler_steps": sampler.num_steps,
         "num_params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
     }
-    return CoupledCase(
-        "pcdm", source, pcdm_network(model, params, sampler.nfe, t_mid, sz.n), config
-    )
+    return CoupledCase(name, source, network(model, params, sampler.nfe, t_mid, sz.n), config)
+
+
+def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
+    """Paper B's P-CDM as a `DiffusionClosure` (untrained: timing only)."""
+    return _diffusion_case("pcdm", *_pcdm_model(sz.tiny), pcdm_network, sz, key)
 
 
 def _lcdm_model(tiny: bool) -> tuple[Any, Any, dict[str, Any]]:
@@ -325,21 +336,8 @@ def lcdm_network(
 
 
 def lcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
-    """Paper B's L-CDM (untrained parameters from `key`: timing only) as a `DiffusionClosure`."""
-    model, sampler, arch = _lcdm_model(sz.tiny)
-    params = jax.jit(model.init, static_argnums=1)(key, sz.n)
-    source = coupled.DiffusionClosure(model, params, sampler)
-    t_mid = 0.5 * (sampler.t_min + sampler.t_max)
-    config = {
-        **arch,
-        "nfe": sampler.nfe,
-        "sampler": sampler.name,
-        "sampler_steps": sampler.num_steps,
-        "num_params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
-    }
-    return CoupledCase(
-        "lcdm", source, lcdm_network(model, params, sampler.nfe, t_mid, sz.n), config
-    )
+    """Paper B's L-CDM as a `DiffusionClosure` (untrained: timing only)."""
+    return _diffusion_case("lcdm", *_lcdm_model(sz.tiny), lcdm_network, sz, key)
 
 
 CASES: tuple[CaseFactory, ...] = (pcdm_case, lcdm_case)

@@ -16,7 +16,16 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_bytes", "write_json", "save_npy", "save_npz", "sha256_file"]
+__all__ = [
+    "atomic_write",
+    "load_tagged_npz",
+    "save_npy",
+    "save_npz",
+    "save_tagged_npz",
+    "sha256_file",
+    "write_bytes",
+    "write_json",
+]
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> Path:
@@ -58,6 +67,30 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Atomically writes `arrays` as one uncompressed .npz (no pickles: load with `np.load`)."""
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_tagged_npz(path: str | os.PathLike, meta: Any, **arrays: np.ndarray) -> Path:
+    """`save_npz` with a JSON `meta` entry beside the arrays (e.g. the fingerprint of the config
+    that made them); read it back with `load_tagged_npz`."""
+    return save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_tagged_npz(
+    path: str | os.PathLike, fingerprint: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """`(meta, arrays)` of a `save_tagged_npz` file whose `meta["fingerprint"]` is `fingerprint`;
+    None if the file is missing, unreadable or was made by something else (recompute then)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
+                return None
+            return meta, {name: data[name] for name in data.files if name != "meta"}
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:

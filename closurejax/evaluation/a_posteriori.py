@@ -171,18 +171,14 @@ def run_online(
                     run.snapshots, truth, [len(times) - 1], study.params.length
                 ),
             }
-            atomic.save_npz(
+            atomic.save_tagged_npz(
                 final_path,
-                meta=np.array(
-                    json.dumps(
-                        {
-                            "fingerprint": fp,
-                            "seconds": run.seconds,
-                            "metrics": metrics,
-                            "spectra": loaded["spectra"],
-                        }
-                    )
-                ),
+                {
+                    "fingerprint": fp,
+                    "seconds": run.seconds,
+                    "metrics": metrics,
+                    "spectra": loaded["spectra"],
+                },
                 mean=loaded["mean"],
                 members=loaded["members"],
                 first_nonfinite_step=loaded["first_nonfinite_step"],
@@ -201,7 +197,6 @@ def run_online(
             ),
             "spectra_at_t_end": loaded["spectra"],
         }
-        ensembles[name + "/mean"] = loaded["mean"]
     atomic.write_json(out / "results.json", results)
     if figures:
         _figures(out / "figures", spec, times, truth, ensembles, results, list(built))
@@ -209,22 +204,17 @@ def run_online(
 
 
 def _load_final(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    if not path.exists():
+    """A finished source's saved result (see `run_online`) if made with `fingerprint`."""
+    loaded = atomic.load_tagged_npz(path, fingerprint)
+    if loaded is None:
         return None
+    meta, arrays = loaded
     try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("fingerprint") != fingerprint:
-                return None
-            return {
-                "mean": data["mean"],
-                "members": data["members"],
-                "first_nonfinite_step": data["first_nonfinite_step"],
-                "seconds": meta["seconds"],
-                "metrics": meta["metrics"],
-                "spectra": meta["spectra"],
-            }
-    except (OSError, ValueError, KeyError):
+        return {
+            **{k: arrays[k] for k in ("mean", "members", "first_nonfinite_step")},
+            **{k: meta[k] for k in ("seconds", "metrics", "spectra")},
+        }
+    except KeyError:
         return None
 
 

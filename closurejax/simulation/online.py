@@ -25,7 +25,6 @@ differ through their closure samples only.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +38,7 @@ from jax import lax
 from jax.sharding import Mesh
 
 from closurejax import atomic
-from closurejax.config_section import from_section
+from closurejax.config_section import from_section, invalid
 from closurejax.data import generate
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
@@ -50,7 +49,7 @@ SOURCES = ("none", "diffusion", "latent", "regression", "reference", "smagorinsk
 
 
 def _bad(field: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"simulation.{field}={value!r} is invalid; allowed: {allowed}")
+    return invalid("simulation", field, value, allowed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,29 +153,21 @@ class Reference:
         return {name: self.fields[name][index] for name in names}
 
     def save(self, path: str | Path, fingerprint: str) -> None:
-        arrays = {f"field_{k}": v for k, v in self.fields.items()}
-        meta = np.array(
-            json.dumps(
-                {"fingerprint": fingerprint, "start_step": self.start_step, "every": self.every}
-            )
-        )
-        atomic.save_npz(path, run_key=self.run_key, meta=meta, **arrays)
+        meta = {"fingerprint": fingerprint, "start_step": self.start_step, "every": self.every}
+        fields = {f"field_{k}": v for k, v in self.fields.items()}
+        atomic.save_tagged_npz(path, meta, run_key=self.run_key, **fields)
 
     @classmethod
     def load(cls, path: str | Path, fingerprint: str) -> Reference | None:
         """The reference saved at `path` if it was made with `fingerprint`, else None."""
-        path = Path(path)
-        if not path.exists():
+        loaded = atomic.load_tagged_npz(path, fingerprint)
+        if loaded is None:
             return None
-        try:
-            with np.load(path) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("fingerprint") != fingerprint:
-                    return None
-                fields = {k[6:]: data[k] for k in data.files if k.startswith("field_")}
-                return cls(fields, int(meta["start_step"]), int(meta["every"]), data["run_key"])
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable: recompute
+        meta, arrays = loaded
+        fields = {k[6:]: v for k, v in arrays.items() if k.startswith("field_")}
+        if "omega" not in fields or "run_key" not in arrays:
+            return None  # not a reference file: recompute
+        return cls(fields, int(meta["start_step"]), int(meta["every"]), arrays["run_key"])
 
 
 def reference_run(
@@ -326,27 +317,25 @@ def _save_partial(
 ) -> None:
     leaves = jax.tree.leaves(jax.device_get(carry))
     arrays = {f"carry_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    meta = np.array(json.dumps({"fingerprint": fingerprint, "done": done}))
-    atomic.save_npz(path, meta=meta, snapshots=np.concatenate(snaps, axis=1), bad=bad, **arrays)
+    meta = {"fingerprint": fingerprint, "done": done}
+    snapshots = np.concatenate(snaps, axis=1)
+    atomic.save_tagged_npz(path, meta, snapshots=snapshots, bad=bad, **arrays)
 
 
 def _load_partial(path: str | Path, fingerprint: str, carry: Any) -> tuple | None:
-    path = Path(path)
-    if not path.exists():
+    """(carry, [snapshots], bad, steps done) of a partial run with `fingerprint` whose carry has
+    the shapes of `carry`, else None."""
+    loaded = atomic.load_tagged_npz(path, fingerprint)
+    if loaded is None:
         return None
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("fingerprint") != fingerprint:
-                return None
-            leaves, treedef = jax.tree.flatten(carry)
-            stored = [data[f"carry_{i}"] for i in range(len(leaves))]
-            if any(s.shape != tuple(leaf.shape) for s, leaf in zip(stored, leaves, strict=True)):
-                return None
-            restored = jax.tree.unflatten(
-                treedef,
-                [jnp.asarray(s, leaf.dtype) for s, leaf in zip(stored, leaves, strict=True)],
-            )
-            return restored, [data["snapshots"]], data["bad"], int(meta["done"])
-    except (OSError, ValueError, KeyError):
+    meta, arrays = loaded
+    leaves, treedef = jax.tree.flatten(carry)
+    stored = [arrays.get(f"carry_{i}") for i in range(len(leaves))]
+    if any(
+        s is None or s.shape != tuple(leaf.shape) for s, leaf in zip(stored, leaves, strict=True)
+    ) or not {"snapshots", "bad"} <= set(arrays):
         return None
+    restored = jax.tree.unflatten(
+        treedef, [jnp.asarray(s, leaf.dtype) for s, leaf in zip(stored, leaves, strict=True)]
+    )
+    return restored, [arrays["snapshots"]], arrays["bad"], int(meta["done"])

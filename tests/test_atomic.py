@@ -1,0 +1,22 @@
+"""Atomic writes and fingerprint-tagged .npz files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closurejax import atomic
+
+
+def test_tagged_npz_round_trip_and_refusals(tmp_path) -> None:
+    path = tmp_path / "result.npz"
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    atomic.save_tagged_npz(path, {"fingerprint": "abc", "steps": 7}, x=x, flag=np.array([True]))
+    meta, arrays = atomic.load_tagged_npz(path, "abc")
+    assert meta == {"fingerprint": "abc", "steps": 7}
+    np.testing.assert_array_equal(arrays["x"], x)
+    assert arrays["x"].dtype == np.float32 and set(arrays) == {"x", "flag"}
+    assert atomic.load_tagged_npz(path, "other") is None  # made by something else
+    assert atomic.load_tagged_npz(tmp_path / "missing.npz", "abc") is None
+    path.write_bytes(b"not a zip file")
+    assert atomic.load_tagged_npz(path, "abc") is None  # unreadable: the caller recomputes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.npz"]  # no temp files left

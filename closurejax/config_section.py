@@ -19,3 +19,8 @@ def from_section(cls: type[T], config: Mapping[str, Any], section: str) -> T:
     if unknown:
         raise ValueError(f"unknown {section} config fields {unknown}; known: {sorted(known)}")
     return cls(**{k: config[k] for k in config.keys()})
+
+
+def invalid(section: str, field: str, value: Any, allowed: str) -> ValueError:
+    """The error for a bad config value: "section.field=value is invalid; allowed: …"."""
+    return ValueError(f"{section}.{field}={value!r} is invalid; allowed: {allowed}")

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from closurejax.config_section import from_section
+from closurejax.config_section import from_section, invalid
 from closurejax.data import sparse, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
@@ -44,7 +44,7 @@ TARGETS = ("G", "H", "Pi")
 
 
 def _bad(field: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"data.{field}={value!r} is invalid; allowed: {allowed}")
+    return invalid("data", field, value, allowed)
 
 
 @dataclasses.dataclass(frozen=True)

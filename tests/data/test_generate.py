@@ -12,24 +12,12 @@ from closurejax.data import generate, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
-from experiments.configs import demo
+from tests.tiny import tiny_config as tiny_study
 
 
 def tiny_config(**data_overrides):
-    config = demo.get_config().to_dict()
-    config["data"].update(
-        fine_size=32,
-        coarse_size=16,
-        num_trajectories=3,
-        num_test=1,
-        t_burn_in=0.01,
-        t_end=0.04,
-        snapshot_interval=0.01,
-        trajectories_per_chunk=2,
-        zero_shot_sizes=(32,),
-    )
-    config["data"].update(data_overrides)
-    return config
+    """The shared tiny study with 4 snapshots per trajectory and chunks of 2 trajectories."""
+    return tiny_study(**{"t_end": 0.04, "trajectories_per_chunk": 2, **data_overrides})
 
 
 @pytest.fixture(scope="module")

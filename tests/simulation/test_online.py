@@ -14,22 +14,11 @@ from closurejax.evaluation import a_posteriori
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled, online, sources
 from closurejax.training import run
-from experiments.configs import demo
+from tests.tiny import tiny_config
 
 
 def tiny_online(fine: int = 32, coarse: int = 32) -> dict:
-    config = demo.get_config().to_dict()
-    config["data"].update(
-        fine_size=fine,
-        coarse_size=coarse,
-        num_trajectories=3,
-        num_test=1,
-        t_burn_in=0.01,
-        t_end=0.05,
-        snapshot_interval=0.01,
-        trajectories_per_chunk=3,
-        zero_shot_sizes=(),
-    )
+    config = tiny_config(fine_size=fine, coarse_size=coarse, zero_shot_sizes=())
     config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
     config["training"].update(
         batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"

@@ -14,22 +14,11 @@ from closurejax.data import generate
 from closurejax.diffusion import conditional
 from closurejax.evaluation import offline
 from closurejax.training import checkpoint, run
-from experiments.configs import demo
+from tests.tiny import tiny_config
 
 
 def tiny_study() -> dict:
-    config = demo.get_config().to_dict()
-    config["data"].update(
-        fine_size=32,
-        coarse_size=16,
-        num_trajectories=3,
-        num_test=1,
-        t_burn_in=0.01,
-        t_end=0.05,
-        snapshot_interval=0.01,
-        trajectories_per_chunk=3,
-        zero_shot_sizes=(32,),
-    )
+    config = tiny_config()
     config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
     config["training"].update(
         batch_size=4, num_epochs=2, checkpoint_every=2, log_every=1, schedule="constant"

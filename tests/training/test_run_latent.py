@@ -15,7 +15,7 @@ from closurejax.data import generate, store
 from closurejax.diffusion import conditional, latent_model
 from closurejax.evaluation import offline
 from closurejax.training import checkpoint, run
-from experiments.configs import demo
+from tests.tiny import tiny_config
 
 TINY_LATENT = dict(
     ae_channels=(4, 8),
@@ -34,18 +34,7 @@ TINY_LATENT = dict(
 
 def tiny_latent_study(mode: str = "joint") -> dict:
     """A 16² study (3 trajectories × 5 snapshots; 10 training samples) and an 8×8-latent model."""
-    config = demo.get_config().to_dict()
-    config["data"].update(
-        fine_size=32,
-        coarse_size=16,
-        num_trajectories=3,
-        num_test=1,
-        t_burn_in=0.01,
-        t_end=0.05,
-        snapshot_interval=0.01,
-        trajectories_per_chunk=3,
-        zero_shot_sizes=(32,),
-    )
+    config = tiny_config()
     config["model"].update(kind="latent", conditions=("omega",), width=8, modes=4, depth=2)
     config["model"]["embed_dim"] = 16
     config["latent"].update(TINY_LATENT, training_mode=mode)

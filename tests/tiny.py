@@ -1,0 +1,26 @@
+"""The tiny study the end-to-end tests share: the demo config shrunk to a 32² DNS subsampled to
+16², 3 trajectories (1 for test) of 5 snapshots, t = 0.01–0.05 s."""
+
+from __future__ import annotations
+
+from experiments.configs import demo
+
+TINY_DATA = dict(
+    fine_size=32,
+    coarse_size=16,
+    num_trajectories=3,
+    num_test=1,
+    t_burn_in=0.01,
+    t_end=0.05,
+    snapshot_interval=0.01,
+    trajectories_per_chunk=3,
+    zero_shot_sizes=(32,),
+)
+
+
+def tiny_config(**data_overrides: object) -> dict:
+    """The demo config as a dict with the `data` section of `TINY_DATA` (plus overrides)."""
+    config = demo.get_config().to_dict()
+    config["data"].update(TINY_DATA)
+    config["data"].update(data_overrides)
+    return config

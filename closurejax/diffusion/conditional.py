@@ -197,6 +197,21 @@ def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> sampler
     return samplers.SamplerConfig(**fields)
 
 
+def train_times_from_config(
+    diffusion: Mapping[str, Any], sampler: Mapping[str, Any]
+) -> tuple[float, float]:
+    """(t_min, t_max) of the uniform training times: the sampler's window ("sampler_range") or
+    paper A's U[t_min_train, t_max_train] ("paper"), per `diffusion.t_sampling`."""
+    t_sampling = diffusion["t_sampling"]
+    if t_sampling == "sampler_range":
+        return float(sampler["t_min"]), float(sampler["t_max"])
+    if t_sampling == "paper":
+        return float(diffusion["t_min_train"]), float(diffusion["t_max_train"])
+    raise ValueError(
+        f"diffusion.t_sampling={t_sampling!r} is invalid; allowed: ('sampler_range', 'paper')"
+    )
+
+
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
     """The closure model of a study config (sections model, diffusion, sampler) and data stats."""
     model, diffusion, sampler = config["model"], config["diffusion"], config["sampler"]
@@ -221,15 +236,7 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
         network = fno.DeterministicFNO(**common)
     else:
         raise ValueError(f"model.kind={kind!r} is invalid; allowed: {KINDS}")
-    t_sampling = diffusion["t_sampling"]
-    if t_sampling == "sampler_range":
-        train_times = (float(sampler["t_min"]), float(sampler["t_max"]))
-    elif t_sampling == "paper":
-        train_times = (float(diffusion["t_min_train"]), float(diffusion["t_max_train"]))
-    else:
-        raise ValueError(
-            f"diffusion.t_sampling={t_sampling!r} is invalid; allowed: ('sampler_range', 'paper')"
-        )
+    train_times = train_times_from_config(diffusion, sampler)
     return ClosureModel(
         network=network,
         kind=kind,

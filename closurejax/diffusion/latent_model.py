@@ -557,15 +557,7 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         condition_names=("omega",),
         spectral_method=model_section["spectral_method"],
     )
-    t_sampling = diffusion["t_sampling"]
-    if t_sampling == "sampler_range":
-        train_times = (float(sampler["t_min"]), float(sampler["t_max"]))
-    elif t_sampling == "paper":
-        train_times = (float(diffusion["t_min_train"]), float(diffusion["t_max_train"]))
-    else:
-        raise ValueError(
-            f"diffusion.t_sampling={t_sampling!r} is invalid; allowed: ('sampler_range', 'paper')"
-        )
+    train_times = conditional.train_times_from_config(diffusion, sampler)
     if diffusion.get("normalize_target", False):
         raise ValueError(
             "diffusion.normalize_target=True has no meaning for model.kind='latent': the latent "

@@ -328,7 +328,7 @@ class LatentDiffusionModel:
     # --- latent score ----------------------------------------------------------------------
 
     def condition_features(self, score_params: Any, z_omega: Array) -> Array:
-        """The latent FNO's condition branch on ``z_omega [B, m, m]`` -> ``[B, m, m, width]``."""
+        """The latent FNO's condition branch on ``z_omega [B, m, m]`` -> ``[B, width, m, m]``."""
         net = self.score_network
         return net.apply(score_params, {"omega": z_omega}, method=net.encode)
 

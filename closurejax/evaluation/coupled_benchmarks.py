@@ -226,7 +226,7 @@ def pcdm_network(
     The functions are the ones `ClosureModel.sample` runs — `model.encode(params, cond)` once,
     then `model.score_fn(params, features)(x, t)` (the target-branch `denoise` forward and its
     output scaling) NFE times in a loop (`chained`) — jitted, on `[M, n, n]` inputs (features
-    `[M, n, n, C]`, times `[M]`). Extra: `score_single_call`, one score evaluation as a jitted
+    `[M, C, n, n]`, times `[M]`). Extra: `score_single_call`, one score evaluation as a jitted
     call of its own.
     """
     encode = jax.jit(model.encode)

@@ -2,8 +2,10 @@
 
 Group "score" (paper B's P-CDM: modes 6, width 40, embed 512, ω only, 64²; paper A's model for
 the training step):
-* `score/forward/{method}/b{B}/seconds` — one score-network forward (`__call__`) for each
+* `score/forward/{method}/b{B}/seconds` — one score-network forward (`ClosureModel.forward`: the
+  network on cache-sized batch slices as sampling runs it, `batch_chunk="auto"`) for each
   spectral path ("dft": truncated DFT as dense matmuls; "fft"), batch 1 and 100;
+  `score/forward/{method}/b{B}/unchunked_seconds` — the same forward as one call on the whole batch;
 * `score/forward/b100/flop_ratio` — best measured forward time / (its dense FLOPs ÷ the measured
   dense-matmul rate of this machine), both from this run; target ≤ 3 (issue 3);
 * `score/sample/{sampler}/b100/seconds` — one closure sample (encode once + the sampler's NFE
@@ -91,13 +93,12 @@ def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
     for method in ("dft", "fft"):
         model = models[method] = _model(_pcdm_config(width, modes, embed, ("omega",), method))
         params = model.init(key, n)
-        forward = jax.jit(lambda p, x, t, c, m=model: m.network.apply(p, x, t, c))
+        forward = jax.jit(lambda p, x, t, c, m=model: m.forward(p, x, t, c))
+        unchunked = jax.jit(lambda p, x, t, c, m=model: m.network.apply(p, x, t, c))
         for b in batches:
             x = jax.random.normal(key, (b, n, n))
-            seconds = time_fn(
-                forward, params, x, jnp.full((b,), 0.05), {"omega": x}, repeats=repeats
-            )
-            seconds = seconds["median"]
+            args = (params, x, jnp.full((b,), 0.05), {"omega": x})
+            seconds = time_fn(forward, *args, repeats=repeats)["median"]
             flop = flops.fno_forward_flops(model.network, n, b, method)
             cfg = dict(
                 n=n,
@@ -106,10 +107,16 @@ def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
                 modes=modes,
                 embed=embed,
                 method=method,
+                batch_chunk=model.chunk_size(n),
                 flops=flop,
                 matmul_flops_per_s=rate,
             )
             out.append(record(f"score/forward/{method}/b{b}/seconds", seconds, "s", config=cfg))
+            if model.chunk_size(n) is not None and model.chunk_size(n) < b:
+                one_call = time_fn(unchunked, *args, repeats=repeats)["median"]
+                cfg = {**cfg, "batch_chunk": None}
+                name = f"score/forward/{method}/b{b}/unchunked_seconds"
+                out.append(record(name, one_call, "s", config=cfg))
             if b not in best or seconds < best[b][0]:
                 best[b] = (seconds, method, flop)
     b = batches[-1]
@@ -125,6 +132,7 @@ def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
                 n=n,
                 batch=b,
                 best_method=method,
+                batch_chunk=models[method].chunk_size(n),
                 flops=flop,
                 matmul_flops_per_s=rate,
                 seconds=seconds,

@@ -38,11 +38,14 @@ their kept modes cost"):
 * ``"auto"`` picks ``"dft"`` when JAX's default backend is the CPU and ``"fft"`` otherwise; the
   benchmark (``experiments/benchmark.py``) measures both per backend.
 
-Layouts. Public arrays follow the repository convention: fields ``[batch, n, n]``, features
-``[batch, n, n, channels]``. Inside a branch the activations are kept channel-outer,
-``[channels, batch, n, n]`` (``layout="cbxy"``), which makes the spectral transforms and the 1x1
-convolutions plain 2-D matmuls without any transpose of a full-size array; a branch returns
-``[batch, n, n, width]``.
+Layouts. Public fields follow the repository convention, ``[batch, n, n]``. Inside the networks
+the activations are kept channel-outer, ``[channels, batch, n, n]`` (``layout="cbxy"``), which
+makes the spectral transforms and the 1x1 convolutions of the branches and of the head plain 2-D
+matmuls without any transpose of a full-size array (on the 2-core CPU the head's former
+channels-last layout cost 50 ms of a 0.45 s P-CDM forward in transposes alone). A stand-alone
+:class:`FNOBranch` returns ``[batch, n, n, width]`` by default; the condition features passed
+from :meth:`ConditionalFNO.encode` to :meth:`ConditionalFNO.denoise` are ``[batch, channels, n,
+n]``.
 
 Parameters (real numbers; a complex spectral weight counts twice): paper A with modes 8, width 20,
 embed 256 has 914,769 (omega only; published ~0.9 M) and 1,326,929 (omega + sparse; ~1.3 M);
@@ -493,6 +496,7 @@ class FNOBranch(nn.Module):
         depth: number of FNO layers (papers: 4).
         spectral_method: ``"auto" | "fft" | "dft"``.
         precision: ``lax.Precision`` of the matmuls.
+        output_layout: ``"bxyc"`` (default) or ``"cbxy"`` (the layout the branch computes in).
     """
 
     width: int
@@ -500,6 +504,7 @@ class FNOBranch(nn.Module):
     depth: int = 4
     spectral_method: str = "auto"
     precision: Precision = None
+    output_layout: str = "bxyc"
 
     @nn.compact
     def __call__(self, field: jax.Array, embedding: jax.Array | None = None) -> jax.Array:
@@ -510,9 +515,11 @@ class FNOBranch(nn.Module):
             embedding: optional ``[batch, E]``.
 
         Returns:
-            ``[batch, n, n, width]``.
+            ``[batch, n, n, width]`` (``output_layout="bxyc"``) or ``[width, batch, n, n]``
+            (``"cbxy"``, no transpose of the activations).
         """
         _check_positive_int("depth", self.depth)
+        _check_layout(self.output_layout)
         if field.ndim != 3:
             raise ValueError(f"field must be [batch, nx, ny], got shape {field.shape}")
         if not jnp.issubdtype(field.dtype, jnp.floating):
@@ -524,7 +531,7 @@ class FNOBranch(nn.Module):
                 spectral_method=self.spectral_method, layout="cbxy", precision=self.precision,
                 name=f"block_{layer}",
             )(h, embedding)  # fmt: skip
-        return h.transpose(1, 2, 3, 0)
+        return h.transpose(1, 2, 3, 0) if self.output_layout == "bxyc" else h
 
 
 class _CoordinateLift(nn.Module):
@@ -554,27 +561,35 @@ class FusionHead(nn.Module):
 
     1x1 convolutions ``C -> fusion_width -> width -> width`` with GELU after each, then the
     pointwise MLP ``width -> mlp_width -> 1`` with GELU in between (no activation at the end).
+    Every layer is a :class:`PointwiseConv` (parameters ``mix_i/kernel [in, out]``, ``bias``:
+    the names, shapes and initialisers of ``flax.linen.Dense``).
 
     Attributes:
         width: FNO width.
         fusion_width: channels of the first 1x1 convolution (``None``: ``2 * width``).
         mlp_width: hidden width of the final MLP (papers: 128).
         precision: ``lax.Precision`` of the matmuls.
+        layout: ``"bxyc"`` (input ``[batch, n, n, C]``) or ``"cbxy"`` (input ``[C, batch, n,
+            n]``: every layer one ``[out, in] @ [in, batch n n]`` matmul, no transposes).
     """
 
     width: int
     fusion_width: int | None = None
     mlp_width: int = 128
     precision: Precision = None
+    layout: str = "bxyc"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        """``[batch, n, n, C] -> [batch, n, n]``."""
+        """``[batch, n, n, C]`` (bxyc) or ``[C, batch, n, n]`` (cbxy) ``-> [batch, n, n]``."""
+        _check_layout(self.layout)
         fusion_width = 2 * self.width if self.fusion_width is None else self.fusion_width
+        dense = functools.partial(PointwiseConv, layout=self.layout, precision=self.precision)
         for i, features in enumerate((fusion_width, self.width, self.width)):
-            h = _gelu(nn.Dense(features, precision=self.precision, name=f"mix_{i}")(h))
-        h = _gelu(nn.Dense(self.mlp_width, precision=self.precision, name="mlp_hidden")(h))
-        return nn.Dense(1, precision=self.precision, name="mlp_out")(h)[..., 0]
+            h = _gelu(dense(features, name=f"mix_{i}")(h))
+        h = _gelu(dense(self.mlp_width, name="mlp_hidden")(h))
+        out = dense(1, name="mlp_out")(h)
+        return out[..., 0] if self.layout == "bxyc" else out[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -650,6 +665,12 @@ class ConditionalFNO(nn.Module):
 
     ``model.apply(params, x_t, t, cond)`` is ``denoise(x_t, t, encode(cond))``.
 
+    Every branch and the head compute channel-outer (``[channels, batch, n, n]``), so the 1x1
+    convolutions and the spectral transforms are plain 2-D matmuls and no full-size activation is
+    transposed; the features handed from :meth:`encode` to :meth:`denoise` are
+    ``[batch, channels, n, n]`` (batch-leading, so they slice, vmap and shard along the batch;
+    turning them channel-outer moves whole ``n x n`` planes).
+
     Attributes:
         width: FNO channels per branch (paper A: 20; paper B P-CDM: 40).
         modes: kept Fourier modes per direction (paper A: 8; paper B P-CDM: 6).
@@ -683,9 +704,13 @@ class ConditionalFNO(nn.Module):
         )
         self.time_projection = GaussianFourierProjection(self.embed_dim, self.embed_scale)
         self.time_dense = nn.Dense(self.embed_dim, precision=self.precision)
-        self.target_branch = branch()
-        self.condition_branch = {name: branch() for name in self.condition_names}
-        self.head = FusionHead(self.width, self.fusion_width, self.mlp_width, self.precision)
+        self.target_branch = branch(output_layout="cbxy")
+        self.condition_branch = {
+            name: branch(output_layout="cbxy") for name in self.condition_names
+        }
+        self.head = FusionHead(
+            self.width, self.fusion_width, self.mlp_width, self.precision, layout="cbxy"
+        )
 
     @property
     def feature_channels(self) -> int:
@@ -700,7 +725,7 @@ class ConditionalFNO(nn.Module):
                 (extra keys are ignored), all of one shape with ``n >= 2 * modes``.
 
         Returns:
-            Features ``[batch, n, n, width * len(condition_names)]`` (branches in
+            Features ``[batch, width * len(condition_names), n, n]`` (branches in
             ``condition_names`` order).
 
         Raises:
@@ -708,12 +733,12 @@ class ConditionalFNO(nn.Module):
                 ``2 * modes``, or non-finite (concrete) inputs.
         """
         _validate_conditions(cond, self.condition_names, self.modes)
-        return self._encode(cond)
+        return self._encode(cond).transpose(1, 0, 2, 3)
 
     def _encode(self, cond: _BatchedConditions) -> jax.Array:
-        """:meth:`encode` without validation."""
+        """The condition branches, unvalidated: ``[width * len(condition_names), batch, n, n]``."""
         return jnp.concatenate(
-            [self.condition_branch[name](cond[name]) for name in self.condition_names], axis=-1
+            [self.condition_branch[name](cond[name]) for name in self.condition_names], axis=0
         )
 
     def embed_noise(self, t: jax.Array) -> jax.Array:
@@ -739,7 +764,7 @@ class ConditionalFNO(nn.Module):
         Args:
             x_t: noisy target ``[batch, n, n]``.
             t: diffusion times ``[batch]`` (a scalar is broadcast to the batch).
-            features: output of :meth:`encode`, ``[batch, n, n, width * len(condition_names)]``.
+            features: output of :meth:`encode`, ``[batch, width * len(condition_names), n, n]``.
 
         Returns:
             ``[batch, n, n]``, the raw network output (the caller divides by ``sigma(t)`` or
@@ -750,19 +775,20 @@ class ConditionalFNO(nn.Module):
                 (concrete) inputs.
         """
         t = self._check_target(x_t, t)
-        expected = (*x_t.shape, self.feature_channels)
+        expected = (x_t.shape[0], self.feature_channels, *x_t.shape[1:])
         if tuple(np.shape(features)) != expected:
             raise ValueError(
-                f"features must have shape {expected} (batch, n, n, width * "
-                f"len(condition_names)) to match x_t {tuple(x_t.shape)}, got {np.shape(features)}"
+                f"features must have shape {expected} (batch, width * len(condition_names), n, "
+                f"n) to match x_t {tuple(x_t.shape)}, got {np.shape(features)}"
             )
         _check_finite("features", features)
-        return self._denoise(x_t, t, features)
+        return self._denoise(x_t, t, features.transpose(1, 0, 2, 3))
 
     def _denoise(self, x_t: jax.Array, t: jax.Array, features: jax.Array) -> jax.Array:
-        """:meth:`denoise` without validation (``t`` already ``[batch]``)."""
+        """:meth:`denoise` without validation; ``t [batch]``, features channel-outer
+        ``[channels, batch, n, n]``."""
         h = self.target_branch(x_t, self.embed_noise(t))
-        return self.head(jnp.concatenate([h, features.astype(h.dtype)], axis=-1))
+        return self.head(jnp.concatenate([h, features.astype(h.dtype)], axis=0))
 
     def __call__(self, x_t: jax.Array, t: jax.Array, cond: _BatchedConditions) -> jax.Array:
         """``denoise(x_t, t, encode(cond))``: ``[B, n, n], [B], {name: [B, n, n]} -> [B, n, n]``."""
@@ -797,8 +823,12 @@ class DeterministicFNO(nn.Module):
         branch = functools.partial(
             FNOBranch, self.width, self.modes, self.depth, self.spectral_method, self.precision
         )
-        self.condition_branch = {name: branch() for name in self.condition_names}
-        self.head = FusionHead(self.width, self.fusion_width, self.mlp_width, self.precision)
+        self.condition_branch = {
+            name: branch(output_layout="cbxy") for name in self.condition_names
+        }
+        self.head = FusionHead(
+            self.width, self.fusion_width, self.mlp_width, self.precision, layout="cbxy"
+        )
 
     def __call__(self, cond: _BatchedConditions) -> jax.Array:
         """Predict the target from the conditions.
@@ -811,7 +841,7 @@ class DeterministicFNO(nn.Module):
         """
         _validate_conditions(cond, self.condition_names, self.modes)
         features = [self.condition_branch[name](cond[name]) for name in self.condition_names]
-        return self.head(jnp.concatenate(features, axis=-1))
+        return self.head(jnp.concatenate(features, axis=0))
 
 
 def count_params(params: Any) -> int:

@@ -176,7 +176,10 @@ def source_from_config(
     kind = MODEL_KINDS[name]
     trained, where = trained_config(workdir, kind, config)
     check_checkpoint(trained, kind, solver, str(where))
-    study = {**config, "model": {**config["model"], **trained.get("model", {}), "kind": kind}}
+    model_section = {**config["model"], **trained.get("model", {}), "kind": kind}
+    if "batch_chunk" in config["model"]:  # an inference setting: the current config decides
+        model_section["batch_chunk"] = config["model"]["batch_chunk"]
+    study = {**config, "model": model_section}
     for section in ("diffusion", "latent"):
         if section in trained:
             study[section] = trained[section]

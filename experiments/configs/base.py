@@ -25,7 +25,9 @@ Fields:
     modes (8), depth (4 FNO layers per branch), embed_dim (256 Gaussian Fourier features),
     embed_scale (30), conditions (dataset arrays the model conditions on, e.g. ("omega",
     "sparse_interpolated"); "previous_target" adds the closure one snapshot earlier, the
-    previous closure sample of the online solver), spectral_method ("auto" | "fft" | "dft").
+    previous closure sample of the online solver), spectral_method ("auto" | "fft" | "dft"),
+    batch_chunk (samples per slice when sampling or predicting, closurejax.models.chunking:
+    "auto" — cache-sized slices on a CPU, the whole batch on accelerators —, an int, or None).
   latent: paper B's latent model (L-CDM; used when model.kind = "latent", closurejax.diffusion.
     latent_model; the model section then describes the P-CDM it is compared with, and
     model.conditions must be ("omega",)) — training_mode ("joint": one optimiser over both
@@ -63,6 +65,7 @@ Fields:
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -122,6 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
             embed_scale=30.0,
             conditions=("omega", "sparse_interpolated"),
             spectral_method="auto",
+            batch_chunk=config_dict.FieldReference("auto", field_type=object),
         )
     )
     config.latent = ml_collections.ConfigDict(

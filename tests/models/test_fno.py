@@ -4,6 +4,7 @@ The architecture is the conditional FNO score network of papers A and B
 (``/work/shared/reference/papers.md``, "Score network (FNO)", and paper B's P-CDM line).
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,9 @@ from closurejax.models.fno import (
     DeterministicFNO,
     FNOBlock,
     FNOBranch,
+    FusionHead,
     SpectralConv2d,
+    _gelu,
     count_params,
     grid_coordinates,
     resolve_spectral_method,
@@ -230,7 +233,7 @@ def test_encode_then_denoise_equals_call_and_paths_agree(tiny: _Tiny) -> None:
     out = tiny.call(variables, x, t, cond)
     assert out.shape == (3, 8, 8)
     features = tiny.encode(variables, cond)
-    assert features.shape == (3, 8, 8, 2 * 6)
+    assert features.shape == (3, 2 * 6, 8, 8)
     # The features do not depend on t: reuse them for two noise levels.
     np.testing.assert_allclose(tiny.denoise(variables, x, t, features), out, rtol=1e-6, atol=1e-6)
     other_t = tiny.denoise(variables, x, t[::-1], features)
@@ -305,9 +308,11 @@ def test_condition_validation(tiny: _Tiny) -> None:
         model.apply(variables, x.at[0, 0, 0].set(jnp.inf), t, cond)
     # Under jit the check is skipped (values are not known), and NaN propagates.
     assert np.isnan(np.asarray(tiny.call(variables, x, t, nan))).any()
-    features = jnp.zeros((3, 8, 8, 12))
+    features = jnp.zeros((3, 12, 8, 8))
     with pytest.raises(ValueError, match="features must have shape"):
-        model.apply(variables, x, t, features[..., :6], method=ConditionalFNO.denoise)
+        model.apply(variables, x, t, features[:, :6], method=ConditionalFNO.denoise)
+    with pytest.raises(ValueError, match="features must have shape"):
+        model.apply(variables, x, t, features.transpose(0, 2, 3, 1), method=ConditionalFNO.denoise)
     with pytest.raises(ValueError, match="t must be a scalar or have shape"):
         model.apply(variables, x, t[:1], features, method=ConditionalFNO.denoise)
 
@@ -341,6 +346,48 @@ def test_branch_output_layout() -> None:
     # Batch elements are processed independently.
     np.testing.assert_allclose(apply(variables, field[1:2])[0], out[1], rtol=1e-5, atol=1e-6)
     assert variables["params"]["lift"]["kernel"].shape == (3, 4)
+
+
+def test_branch_channel_outer_output_is_the_transpose() -> None:
+    field = _normal(np.random.default_rng(1), 3, 8, 8)
+    branch = FNOBranch(width=4, modes=2, depth=2)
+    variables = _random_variables(branch, field)
+    outer = FNOBranch(width=4, modes=2, depth=2, output_layout="cbxy").apply(variables, field)
+    assert outer.shape == (4, 3, 8, 8)
+    np.testing.assert_array_equal(outer.transpose(1, 2, 3, 0), branch.apply(variables, field))
+
+
+class _DenseHead(nn.Module):
+    """The fusion head written with flax.linen.Dense on channels-last features (its former form)."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        for i, features in enumerate((2 * self.width, self.width, self.width)):
+            h = _gelu(nn.Dense(features, name=f"mix_{i}")(h))
+        h = _gelu(nn.Dense(128, name="mlp_hidden")(h))
+        return nn.Dense(1, name="mlp_out")(h)[..., 0]
+
+
+def test_fusion_head_layouts_agree_and_keep_the_dense_parameters() -> None:
+    """Both layouts compute the Dense head, and its parameters (checkpoints) carry over."""
+    h = _normal(np.random.default_rng(2), 2, 8, 8, 10)  # [batch, n, n, C]
+    dense = _DenseHead(width=5)
+    variables = _random_variables(dense, h)
+    expected = dense.apply(variables, h)
+    for layout, x in (("bxyc", h), ("cbxy", h.transpose(3, 0, 1, 2))):
+        head = FusionHead(width=5, layout=layout)
+        init = head.init(jax.random.key(0), x)
+        assert jax.tree.map(jnp.shape, init) == jax.tree.map(jnp.shape, variables)
+        out = head.apply(variables, x)
+        assert out.shape == (2, 8, 8)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    # the same initial parameters as the Dense head for the same key
+    same = FusionHead(width=5, layout="cbxy").init(jax.random.key(3), h.transpose(3, 0, 1, 2))
+    reference = dense.init(jax.random.key(3), h)
+    for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_deterministic_fno() -> None:

@@ -3,6 +3,8 @@ blow-up detection and the learned closure sources (papers.md, "Online use")."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,6 +169,38 @@ def test_blow_up_is_reported_and_the_last_finite_state_kept():
     bad = int(report["first_nonfinite_step"])
     assert 7 <= bad <= 9 and int(final.state.step) == bad
     assert bool(jnp.all(jnp.isfinite(final.state.omega_hat)))
+
+
+def test_members_in_groups_equal_all_members_at_once():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    source = coupled.ExactClosure(solver, "H")
+    states = [initial_state(solver, seed) for seed in range(5)]
+    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
+    key = jax.random.PRNGKey(6)
+    runs = {}
+    for chunk in (None, 2):  # 2 groups of 2 in the loop, then 1 member
+        step = coupled.make_coupled_step(solver, source, 3, 1e-2, member_chunk=chunk)
+        assert step.member_chunk == chunk
+        runs[chunk] = coupled.ensemble_rollout(step, carry, key, 6, 3)
+    (f_all, s_all, _), (f_grp, s_grp, r_grp) = runs[None], runs[2]
+    assert s_grp.shape == (5, 3, N, N) and r_grp["first_nonfinite_step"].shape == (5,)
+    np.testing.assert_allclose(s_grp, s_all, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f_grp.closure, f_all.closure, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(f_grp.state.step, f_all.state.step)
+
+
+def test_auto_member_groups_follow_the_source_model():
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    model = dataclasses.replace(tiny_model("score"), batch_chunk=3)
+    sampler = conditional.sampler_from_config(get_config().sampler, num_steps=2)
+    source = coupled.DiffusionClosure(model, model.init(jax.random.PRNGKey(0), N), sampler)
+    assert coupled.make_coupled_step(solver, source).member_chunk == 3
+    unchunked = dataclasses.replace(source, model=dataclasses.replace(model, batch_chunk=None))
+    assert coupled.make_coupled_step(solver, unchunked).member_chunk is None
+    assert coupled.make_coupled_step(solver, coupled.ExactClosure(solver, "H")).member_chunk is None
+    assert coupled.make_coupled_step(solver, source, member_chunk=0).member_chunk is None
+    with pytest.raises(ValueError, match="member_chunk=-1 is invalid"):
+        coupled.make_coupled_step(solver, source, member_chunk=-1)
 
 
 def tiny_model(kind: str) -> conditional.ClosureModel:

@@ -1,0 +1,121 @@
+"""Batch chunking: run a batched network on cache-sized slices of its batch, in one XLA loop.
+
+An FNO forward at paper B's P-CDM size (``[100, 64, 64]``, width 40) is bound by memory traffic
+on a CPU, not by its FLOPs: every layer makes several elementwise passes (bias, GELU, the sum
+of the spectral and 1x1 paths) over ``[40, 100, 64, 64]`` activations (65 MB each), which stream
+through DRAM at a few GB/s. Run on slices of ``k`` samples inside a ``lax.map`` loop, the same
+passes touch ``k``-sample activations that stay in the L2/L3 cache. Measured on the 2-core
+development CPU (EPYC, 2 MiB L2 per core, 32 MiB L3), P-CDM forward at batch 100:
+
+    k        all (one call)   1      2      4      5      10
+    seconds  0.61             0.60   0.47   0.39   0.41   0.47
+
+and for paper A's model (width 20, 64², batch 96) 0.48 s unchunked, 0.28 s at k = 4 and 0.29 s at
+k = 8; for the P-CDM at 128² (batch 20) 0.51 s unchunked, 0.38 s at k = 1. The best slices keep one
+``[width, k, n, n]`` float32 activation between about 1 and 3 MiB, which :func:`auto_chunk`
+encodes. On accelerators (GPU/TPU) large batches are what the hardware wants, so ``"auto"``
+chunks only on the CPU backend (and only with one device, see :func:`auto_chunk`).
+
+Under ``jax.grad`` the loop becomes a scan whose backward pass runs slice by slice too: a training
+step of paper A's model (width 20, 64², batch 200) takes 4.9 s chunked against 8.2 s in one call.
+
+Chunking changes no result beyond float rounding (the matmuls see other shapes): the slices are
+independent because every layer of the networks is per-sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["CACHE_BYTES", "ChunkSetting", "auto_chunk", "check_chunk", "resolve_chunk", "map_batch"]
+
+CACHE_BYTES = 3 * 2**20
+"""Largest float32 activation ``[channels, k, n, n]`` of one slice (:func:`auto_chunk`)."""
+
+ChunkSetting = int | str | None
+"""``"auto"``, a positive slice size, or ``None`` / ``0`` (no chunking)."""
+
+
+def check_chunk(setting: Any, name: str = "batch_chunk") -> ChunkSetting:
+    """Validate a chunk setting; return it (``0`` becomes ``None``).
+
+    Raises:
+        ValueError: unless ``setting`` is ``"auto"``, ``None`` or an int ``>= 0``.
+    """
+    if setting is None or setting == "auto":
+        return setting
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise ValueError(
+            f"{name}={setting!r} is invalid; allowed: 'auto', None or 0 (no chunking), or a "
+            "positive int (samples per slice)"
+        )
+    return setting or None
+
+
+def auto_chunk(bytes_per_sample: int, backend: str | None = None) -> int | None:
+    """Slice size for activations of ``bytes_per_sample`` bytes per sample (largest layer).
+
+    The largest power of two ``k`` with ``k * bytes_per_sample <= CACHE_BYTES`` (at least 1) on
+    a single CPU device; ``None`` (no chunking) on any other backend, and with several devices:
+    a batch sharded over devices would have its slices moved between them.
+
+    Args:
+        bytes_per_sample: bytes of one sample's activation, e.g. ``4 * width * n * n``.
+        backend: ``jax.default_backend()`` when ``None``.
+    """
+    if (backend or jax.default_backend()) != "cpu" or jax.device_count() > 1:
+        return None
+    if bytes_per_sample <= 0:
+        raise ValueError(f"bytes_per_sample must be positive, got {bytes_per_sample}")
+    ratio = CACHE_BYTES / bytes_per_sample
+    return 1 if ratio < 2 else 2 ** int(math.floor(math.log2(ratio)))
+
+
+def resolve_chunk(setting: ChunkSetting, bytes_per_sample: int) -> int | None:
+    """A validated setting as a slice size (``"auto"`` via :func:`auto_chunk`) or ``None``."""
+    setting = check_chunk(setting)
+    if setting == "auto":
+        return auto_chunk(bytes_per_sample)
+    return setting
+
+
+def map_batch(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
+    """``fn(*args)`` computed on slices of ``chunk`` samples of the leading (batch) axis.
+
+    Args:
+        fn: a function of batched pytrees returning a batched pytree; it must treat samples
+            independently (then the result equals ``fn(*args)`` up to float rounding).
+        chunk: samples per slice; ``None`` or a chunk not smaller than the batch calls ``fn``
+            once on everything.
+        *args: pytrees whose leaves all have the same leading batch size ``B``.
+
+    Returns:
+        The pytree ``fn(*args)`` with leading axis ``B``: ``B // chunk`` slices run in one
+        ``lax.map`` loop, a remainder of ``B % chunk`` samples in one further call.
+    """
+    leaves = jax.tree.leaves(args)
+    if not leaves:
+        raise ValueError("map_batch needs at least one array argument")
+    batch = leaves[0].shape[0] if jnp.ndim(leaves[0]) else None
+    if batch is None or any(jnp.ndim(v) == 0 or v.shape[0] != batch for v in leaves):
+        shapes = [tuple(jnp.shape(v)) for v in leaves]
+        raise ValueError(f"map_batch: every argument needs one leading batch axis, got {shapes}")
+    if chunk is None or chunk >= batch:
+        return fn(*args)
+    full = batch // chunk * chunk
+
+    def slices(v: jax.Array) -> jax.Array:
+        return v[:full].reshape(batch // chunk, chunk, *v.shape[1:])
+
+    out = lax.map(lambda a: fn(*a), jax.tree.map(slices, args))
+    out = jax.tree.map(lambda v: v.reshape(full, *v.shape[2:]), out)
+    if full == batch:
+        return out
+    rest = fn(*jax.tree.map(lambda v: v[full:], args))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)

@@ -1,0 +1,77 @@
+"""ClosureModel on batch slices (model.batch_chunk): the same samples, forward, predictions and
+training gradients as one call on the whole batch, and a clear error for a bad setting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from closurejax.diffusion import conditional
+from closurejax.models import chunking
+from experiments.configs.demo import get_config
+
+N, B = 16, 5
+STATS = {n: {"mean": 0.1, "std": 2.0} for n in ("omega", "sparse_interpolated", "target")}
+
+
+def tiny(kind: str, batch_chunk=None) -> conditional.ClosureModel:
+    config = get_config().to_dict()
+    config["model"].update(width=4, modes=2, depth=2, embed_dim=8, kind=kind)
+    config["model"]["batch_chunk"] = batch_chunk
+    return conditional.from_config(config, STATS)
+
+
+def fields(seed: int) -> dict[str, jax.Array]:
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    names = ("omega", "sparse_interpolated", "target")
+    return {n: jax.random.normal(k, (B, N, N)) for n, k in zip(names, keys, strict=True)}
+
+
+def close(a, b, tol=2e-5) -> None:
+    scale = float(jnp.abs(b).max())
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=tol * scale)
+
+
+def test_slices_give_the_samples_forward_and_gradients_of_one_call():
+    whole, sliced = tiny("score", None), tiny("score", 2)  # 2 slices of 2, remainder of 1
+    assert whole.chunk_size(N) is None and sliced.chunk_size(N) == 2
+    params = whole.init(jax.random.PRNGKey(0), N)
+    batch = fields(1)
+    cond = {n: batch[n] for n in whole.condition_names}
+    sampler = conditional.sampler_from_config(get_config().sampler, num_steps=3)
+    key = jax.random.PRNGKey(2)
+    samples = [
+        jax.jit(m.sample, static_argnums=3)(params, key, cond, sampler) for m in (whole, sliced)
+    ]
+    assert samples[0].shape == (B, N, N)
+    close(samples[1], samples[0])
+    t = jnp.linspace(0.01, 0.4, B)
+    forward = sliced.forward(params, batch["target"], t, cond)
+    close(forward, whole.network.apply(params, batch["target"], t, cond))
+    grads = [jax.grad(lambda p, m=m: m.loss(p, batch, key)[0])(params) for m in (whole, sliced)]
+    for g_sliced, g_whole in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]), strict=True):
+        close(g_sliced, g_whole, 1e-4)
+
+
+def test_regression_predictions_on_slices_equal_one_call():
+    whole, sliced = tiny("regression", None), tiny("regression", 3)
+    params = whole.init(jax.random.PRNGKey(0), N)
+    batch = fields(3)
+    cond = {n: batch[n] for n in whole.condition_names}
+    close(sliced.predict(params, cond), whole.predict(params, cond))
+    close(sliced.loss(params, batch, None)[0], whole.loss(params, batch, None)[0])
+
+
+def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():
+    model = tiny("score", "auto")
+    assert model.chunk_size(64) == chunking.auto_chunk(4 * 4 * 64 * 64)
+    with pytest.raises(ValueError, match=r"model.batch_chunk=-2 is invalid"):
+        tiny("score", -2)
+    with pytest.raises(ValueError, match=r"model.batch_chunk='some' is invalid"):
+        dataclasses.replace(model, batch_chunk="some")
+    with pytest.raises(ValueError, match="forward"):
+        tiny("regression").forward(None, jnp.zeros((1, N, N)), 0.1, {})

@@ -302,3 +302,30 @@ def test_paper_b_configs_describe_paper_b():
         40,
         512,
     )
+
+
+def test_autoencoders_on_batch_slices_equal_one_call(model_and_params):
+    model, params = model_and_params
+    whole = dataclasses.replace(model, batch_chunk=None)
+    sliced = dataclasses.replace(model, batch_chunk=2)  # 5 samples: 2 slices of 2, then 1
+    assert whole.chunk_size(N) is None and sliced.chunk_size(N) == 2
+    batch = fields(5, seed=4)
+
+    @jax.jit
+    def run(p):
+        out = {}
+        for name, m in (("whole", whole), ("sliced", sliced)):
+            out[name] = (
+                m.reconstruct(p, "target", batch["target"]),
+                m.sample(p, jax.random.PRNGKey(3), batch, SAMPLER),
+                m.loss(p, batch, jax.random.PRNGKey(5))[0],
+            )
+        return out
+
+    out = run(params)
+    for a, b in zip(out["sliced"], out["whole"], strict=True):
+        scale = float(jnp.abs(b).max())
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=2e-5 * scale)
+    assert out["whole"][1].shape == (5, N, N)
+    with pytest.raises(ValueError, match="model.batch_chunk=-1 is invalid"):
+        dataclasses.replace(model, batch_chunk=-1)

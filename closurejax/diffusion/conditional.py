@@ -58,7 +58,7 @@ class ClosureModel:
       stats: name → {"mean", "std"} of the training split (conditions and "target").
       normalize_target: diffuse the standardised target instead of the physical one.
       train_times: (t_min, t_max) of the uniform training-time distribution.
-      batch_chunk: samples per slice at inference ("auto", an int, or None for one call).
+      batch_chunk: samples per slice of every network evaluation ("auto", an int, or None).
     """
 
     network: nn.Module

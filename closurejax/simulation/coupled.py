@@ -26,7 +26,9 @@ Pieces:
   closure, the member's carry is frozen at its last finite state and the step is reported.
   Members step in cache-sized groups of `CoupledStep.member_chunk` (one `lax.map` over groups,
   vmap within; `closurejax.models.chunking`): for a diffusion or regression source on a CPU the
-  group is the model's inference slice, so the network in the step runs as fast as on its own.
+  group is the model's batch slice, so the step's activations stay in cache too (P-CDM, 100
+  members: 0.55 s per step against 1.3 s in one group; the vmapped network of a group is still
+  ≈ 10 % slower than the network on its own batch of that size).
 
 Keys: `key` given to a step is that step's key, `fold_in(run key, state.step)` (as
 `navier_stokes.step_key`). The solver draws this step's physical noise from it (closure "Pi"), and

@@ -15,7 +15,9 @@ Every network evaluation (`encode`, each score evaluation, `predict`, `forward`,
 runs on slices of `batch_chunk` samples in one `lax.map` loop (`closurejax.models.chunking`): on
 a CPU this keeps the activations in cache — the P-CDM forward at batch 100 drops from 0.61 s to
 0.39 s and a training step of paper A's model at batch 200 from 8.2 s to 4.9 s; "auto" chunks on
-a single CPU device only.
+a single CPU device only. Under `jax.vmap` (online ensembles call `sample` per member) the
+inference paths fold the mapped axis into the network's batch (`chunking.fold_vmap`), so a vmapped
+call runs the network exactly like one batched call.
 
 Fields enter in physical units `[B, n, n]` keyed by dataset array names; conditions are normalised
 with the training statistics. The target is kept in physical units by default, as in the papers:
@@ -114,6 +116,7 @@ class ClosureModel:
                     f"condition '{name}' has shape {shape} but '{first}' has {shapes[first]}: "
                     "all conditions must share one batch size and grid"
                 )
+            fno.check_finite(f"condition {name!r}", cond[name])  # concrete arrays only
         return {n: cond[n] for n in self.condition_names}
 
     # --- pure functions --------------------------------------------------------------------
@@ -130,27 +133,38 @@ class ClosureModel:
         """Samples per inference slice on an `n`² grid (`None`: the whole batch at once)."""
         return chunking.resolve_chunk(self.batch_chunk, 4 * self.network.width * n * n)
 
-    def _map(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` on batch slices (`chunk_size` of the grid of the first field)."""
-        n = jax.tree.leaves(args)[0].shape[-1]
-        return chunking.map_batch(fn, self.chunk_size(n), *args)
+    def _map(self, fn: Any, params: Any, *args: Any, fold: bool = True) -> Any:
+        """`fn(params, *args)` on batch slices (`chunk_size` of the grid of the first field);
+        with `fold`, a vmap over the args folds into the batch (`chunking.fold_vmap`; no
+        reverse-mode AD, so the loss passes `fold=False`)."""
+        chunk = self.chunk_size(jax.tree.leaves(args)[0].shape[-1])
+
+        def run(p: Any, *a: Any) -> Any:
+            return chunking.map_batch(functools.partial(fn, p), chunk, *a)
+
+        return (chunking.fold_vmap(run) if fold else run)(params, *args)
 
     def encode(self, params: Any, cond: Mapping[str, jax.Array]) -> jax.Array:
         """Condition features `[B, C, n, n]` (normalised conditions through the condition
         branches)."""
+        return self._encode(params, cond, fold=True)
+
+    def _encode(self, params: Any, cond: Mapping[str, jax.Array], fold: bool) -> jax.Array:
         cond = self.check_conditions(cond)
         normalised = {n: self.normalise(n, v) for n, v in cond.items()}
-        encode = functools.partial(self.network.apply, params, method=self.network.encode)
-        return self._map(encode, normalised)
+        encode = functools.partial(self.network.apply, method=self.network.encode)
+        return self._map(encode, params, normalised, fold=fold)
 
     def score_fn(self, params: Any, features: jax.Array) -> losses.ScoreFn:
         """score(x_t, t) in the diffusion's units, with the condition features closed over."""
+        return self._score_fn(params, features, fold=True)
 
-        def denoise(x: jax.Array, tau: jax.Array, f: jax.Array) -> jax.Array:
-            return self.network.apply(params, x, tau, f, method=self.network.denoise)
+    def _score_fn(self, params: Any, features: jax.Array, fold: bool) -> losses.ScoreFn:
+        denoise = functools.partial(self.network.apply, method=self.network.denoise)
 
         def net(x: jax.Array, tau: jax.Array) -> jax.Array:
-            return self._map(denoise, x, jnp.broadcast_to(tau, x.shape[:1]), features)
+            tau = jnp.broadcast_to(tau, x.shape[:1])
+            return self._map(denoise, params, x, tau, features, fold=fold)
 
         return losses.make_score_fn(net, self.sde, self.parameterization, self.sigma_data)
 
@@ -162,7 +176,7 @@ class ClosureModel:
         if self.kind != "score":
             raise ValueError("forward() is the score network's; use predict() for 'regression'")
         t = jnp.broadcast_to(jnp.asarray(t), x_t.shape[:1])
-        return self._map(functools.partial(self.network.apply, params), x_t, t, dict(cond))
+        return self._map(self.network.apply, params, x_t, t, dict(cond))
 
     def sample(
         self,
@@ -185,8 +199,7 @@ class ClosureModel:
             raise ValueError("predict() is for kind='regression'; use sample() for score models")
         cond = self.check_conditions(cond)
         normalised = {n: self.normalise(n, v) for n, v in cond.items()}
-        predict = functools.partial(self.network.apply, params)
-        return self.denormalise("target", self._map(predict, normalised))
+        return self.denormalise("target", self._map(self.network.apply, params, normalised))
 
     def loss(
         self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array
@@ -195,12 +208,12 @@ class ClosureModel:
         target = self.normalise("target", batch["target"])
         if self.kind == "regression":
             cond = {n: self.normalise(n, batch[n]) for n in self.condition_names}
-            pred = self._map(functools.partial(self.network.apply, params), cond)
+            pred = self._map(self.network.apply, params, cond, fold=False)
             per_sample = jnp.sum((pred - target) ** 2, axis=(-2, -1))
             return jnp.mean(per_sample), {}
-        features = self.encode(params, {n: batch[n] for n in self.condition_names})
-        t_sampler = losses.uniform_t(*self.train_times)
-        value = losses.dsm_loss(key, target, self.score_fn(params, features), self.sde, t_sampler)
+        features = self._encode(params, {n: batch[n] for n in self.condition_names}, fold=False)
+        score = self._score_fn(params, features, fold=False)
+        value = losses.dsm_loss(key, target, score, self.sde, losses.uniform_t(*self.train_times))
         return value, {}
 
 

@@ -67,6 +67,7 @@ function of explicit parameters, jit- and vmap-able (close over or mark static t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -273,6 +274,7 @@ class LatentDiffusionModel:
                 f"fields {sorted(cond)}"
             )
         _check_field("condition 'omega'", cond["omega"])
+        fno.check_finite("condition 'omega'", cond["omega"])  # concrete arrays only
         return {"omega": cond["omega"]}
 
     # --- autoencoders ----------------------------------------------------------------------
@@ -283,24 +285,38 @@ class LatentDiffusionModel:
         channels = max(tuple(self.target_ae.channels)[:2])
         return chunking.resolve_chunk(self.batch_chunk, 4 * channels * n * n)
 
-    def _encode_normalised(self, params: Mapping[str, Any], name: str, field: Array) -> Array:
+    def _sliced(self, apply: Any, ae_params: Any, field: Array, n: int, fold: bool) -> Array:
+        """``apply(ae_params, field)`` on batch slices; with ``fold``, a vmap over ``field``
+        folds into the batch (``chunking.fold_vmap``; inference only, no reverse-mode AD)."""
+        chunk = self.chunk_size(n)
+
+        def run(p: Any, x: Array) -> Array:
+            return chunking.map_batch(functools.partial(apply, p), chunk, x)
+
+        return (chunking.fold_vmap(run) if fold else run)(ae_params, field)
+
+    def _encode_normalised(
+        self, params: Mapping[str, Any], name: str, field: Array, fold: bool = True
+    ) -> Array:
         """Normalised ``[B, n, n]`` -> latent ``[B, m, m]`` (on batch slices)."""
         ae = self._autoencoder(name)
 
-        def encode(x: Array) -> Array:
-            return ae.apply(params[f"{name}_ae"], x, method=ae.encode)[..., 0]
+        def encode(p: Any, x: Array) -> Array:
+            return ae.apply(p, x, method=ae.encode)[..., 0]
 
-        return chunking.map_batch(encode, self.chunk_size(field.shape[-1]), field)
+        return self._sliced(encode, params[f"{name}_ae"], field, field.shape[-1], fold)
 
-    def _decode_normalised(self, params: Mapping[str, Any], name: str, z: Array) -> Array:
+    def _decode_normalised(
+        self, params: Mapping[str, Any], name: str, z: Array, fold: bool = True
+    ) -> Array:
         """Latent ``[B, m, m]`` -> normalised ``[B, n, n]`` (on batch slices)."""
         ae = self._autoencoder(name)
 
-        def decode(latent: Array) -> Array:
-            return ae.apply(params[f"{name}_ae"], latent[..., None], method=ae.decode)
+        def decode(p: Any, latent: Array) -> Array:
+            return ae.apply(p, latent[..., None], method=ae.decode)
 
         n = z.shape[-1] * 2**self.levels
-        return chunking.map_batch(decode, self.chunk_size(n), z)
+        return self._sliced(decode, params[f"{name}_ae"], z, n, fold)
 
     def encode(self, params: Mapping[str, Any], name: str, field: Array) -> Array:
         """Latent ``[B, m, m]`` of a physical field ``[B, n, n]`` (``name``: "target" | "omega")."""
@@ -435,10 +451,10 @@ class LatentDiffusionModel:
         return latent.joint_latent_loss(
             key,
             fields,
-            encode_target=lambda x: self._encode_normalised(params, "target", x),
-            decode_target=lambda z: self._decode_normalised(params, "target", z),
-            encode_condition=lambda x: self._encode_normalised(params, "omega", x),
-            decode_condition=lambda z: self._decode_normalised(params, "omega", z),
+            encode_target=lambda x: self._encode_normalised(params, "target", x, fold=False),
+            decode_target=lambda z: self._decode_normalised(params, "target", z, fold=False),
+            encode_condition=lambda x: self._encode_normalised(params, "omega", x, fold=False),
+            decode_condition=lambda z: self._decode_normalised(params, "omega", z, fold=False),
             latent_score_fn=self._latent_score(params["score"]),
             sde=self.sde,
             t_sampler=self._t_sampler(),
@@ -457,14 +473,14 @@ class LatentDiffusionModel:
         """
         del key
         fields = self._normalised_batch(batch)
-        z_target = self._encode_normalised(params, "target", fields["target"])
-        z_omega = self._encode_normalised(params, "omega", fields["omega"])
+        z_target = self._encode_normalised(params, "target", fields["target"], fold=False)
+        z_omega = self._encode_normalised(params, "omega", fields["omega"], fold=False)
         terms = {
             "mse_target": jnp.mean(
-                (self._decode_normalised(params, "target", z_target) - fields["target"]) ** 2
+                (self._decode_normalised(params, "target", z_target, False) - fields["target"]) ** 2
             ),
             "mse_condition": jnp.mean(
-                (self._decode_normalised(params, "omega", z_omega) - fields["omega"]) ** 2
+                (self._decode_normalised(params, "omega", z_omega, False) - fields["omega"]) ** 2
             ),
             "kl": latent.batch_kl(z_target, self.kl_eps),
         }

@@ -32,8 +32,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_batching import custom_vmap
 
-__all__ = ["CACHE_BYTES", "ChunkSetting", "auto_chunk", "check_chunk", "resolve_chunk", "map_batch"]
+__all__ = [
+    "CACHE_BYTES",
+    "ChunkSetting",
+    "auto_chunk",
+    "check_chunk",
+    "resolve_chunk",
+    "map_batch",
+    "fold_vmap",
+]
 
 CACHE_BYTES = 3 * 2**20
 """Largest float32 activation ``[channels, k, n, n]`` of one slice (:func:`auto_chunk`)."""
@@ -119,3 +128,49 @@ def map_batch(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
         return out
     rest = fn(*jax.tree.map(lambda v: v[full:], args))
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+
+
+def fold_vmap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(params, *batched)`` whose ``vmap`` folds the mapped axis into the batch axis.
+
+    Under ``jax.vmap`` over the batched arguments — e.g. the members of an online ensemble, each
+    calling the network on a batch of one — the wrapped function runs ``fn`` ONCE on the merged
+    batch ``[V * B, ...]`` (arguments that are not mapped are broadcast first) instead of letting
+    vmap add an axis to every operation inside ``fn``, so the network keeps its own batch layout
+    and its batch slices (:func:`map_batch`). The result is the same as plain vmap because ``fn``
+    treats samples independently. If ``params`` themselves are mapped (an ensemble of weights),
+    it falls back to plain ``jax.vmap(fn)``.
+
+    For inference only: ``jax.custom_batching.custom_vmap`` functions support forward-mode but
+    not reverse-mode differentiation, so training losses call ``fn`` directly.
+
+    Args:
+        fn: ``fn(params, *batched) -> pytree``; every leaf of ``batched`` and of the output has
+            the leading batch axis ``B``, and samples are independent.
+
+    Returns:
+        A function with the signature of ``fn``.
+    """
+
+    @custom_vmap
+    def folded(params: Any, *batched: Any) -> Any:
+        return fn(params, *batched)
+
+    @folded.def_vmap
+    def rule(axis_size: int, in_batched: Any, params: Any, *batched: Any) -> tuple[Any, Any]:
+        if any(jax.tree.leaves(in_batched[0])):  # mapped weights: no folding
+            in_axes = jax.tree.map(lambda mapped: 0 if mapped else None, tuple(in_batched))
+            out = jax.vmap(fn, in_axes=in_axes)(params, *batched)
+            return out, jax.tree.map(lambda _: True, out)
+
+        def merge(value: jax.Array, mapped: bool) -> jax.Array:
+            if not mapped:
+                value = jnp.broadcast_to(value, (axis_size, *jnp.shape(value)))
+            return value.reshape(axis_size * value.shape[1], *value.shape[2:])
+
+        merged = jax.tree.map(merge, tuple(batched), tuple(in_batched[1:]))
+        out = folded(params, *merged)
+        out = jax.tree.map(lambda v: v.reshape(axis_size, -1, *v.shape[1:]), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return folded

@@ -86,6 +86,7 @@ __all__ = [
     "ConditionalFNO",
     "DeterministicFNO",
     "count_params",
+    "check_finite",
 ]
 
 SPECTRAL_METHODS: tuple[str, ...] = ("auto", "fft", "dft")
@@ -132,7 +133,7 @@ def _check_grid(nx: int, ny: int, modes: int, where: str) -> None:
         )
 
 
-def _check_finite(name: str, value: jax.Array) -> None:
+def check_finite(name: str, value: jax.Array) -> None:
     """Raise ``ValueError`` if a concrete ``value`` holds NaN or Inf (skipped under tracing)."""
     if isinstance(value, jax.core.Tracer):
         return
@@ -644,7 +645,7 @@ def _validate_conditions(
                 f"condition {name!r} has shape {field_shape} but {reference} has shape {shape}; "
                 f"all conditions must match the target field [batch, n, n]"
             )
-        _check_finite(f"condition {name!r}", cond[name])
+        check_finite(f"condition {name!r}", cond[name])
     assert shape is not None
     _check_grid(shape[1], shape[2], modes, f"conditions {tuple(names)}")
     return shape  # type: ignore[return-value]
@@ -754,8 +755,8 @@ class ConditionalFNO(nn.Module):
             t = jnp.broadcast_to(t, (batch,))
         if t.shape != (batch,):
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {t.shape}")
-        _check_finite("x_t", x_t)
-        _check_finite("t", t)
+        check_finite("x_t", x_t)
+        check_finite("t", t)
         return t
 
     def denoise(self, x_t: jax.Array, t: jax.Array, features: jax.Array) -> jax.Array:
@@ -781,7 +782,7 @@ class ConditionalFNO(nn.Module):
                 f"features must have shape {expected} (batch, width * len(condition_names), n, "
                 f"n) to match x_t {tuple(x_t.shape)}, got {np.shape(features)}"
             )
-        _check_finite("features", features)
+        check_finite("features", features)
         return self._denoise(x_t, t, features.transpose(1, 0, 2, 3))
 
     def _denoise(self, x_t: jax.Array, t: jax.Array, features: jax.Array) -> jax.Array:

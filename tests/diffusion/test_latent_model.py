@@ -329,3 +329,10 @@ def test_autoencoders_on_batch_slices_equal_one_call(model_and_params):
     assert out["whole"][1].shape == (5, N, N)
     with pytest.raises(ValueError, match="model.batch_chunk=-1 is invalid"):
         dataclasses.replace(model, batch_chunk=-1)
+
+
+def test_condition_with_nan_is_refused(model_and_params):
+    model, params = model_and_params
+    omega = fields(2)["omega"].at[1, 3, 4].set(jnp.nan)
+    with pytest.raises(ValueError, match="condition 'omega' contains non-finite"):
+        model.sample(params, jax.random.PRNGKey(0), {"omega": omega}, SAMPLER)

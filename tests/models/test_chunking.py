@@ -86,3 +86,50 @@ def test_auto_chunk_keeps_one_slice_activation_within_the_cache_budget():
     assert chunking.auto_chunk(sample, "gpu") is None and chunking.auto_chunk(sample, "tpu") is None
     with pytest.raises(ValueError, match="bytes_per_sample"):
         chunking.auto_chunk(0, "cpu")
+
+
+def scaled(params: dict[str, jax.Array], x: jax.Array, t: jax.Array) -> jax.Array:
+    """A per-sample function of weights, a batch of fields [B, 4] and per-sample scales [B]."""
+    return jnp.tanh(x @ params["w"]) * t[:, None]
+
+
+def test_fold_vmap_runs_the_function_once_on_the_merged_batch():
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (4, 4))}
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 1, 4))  # 6 members, each a batch of one
+    t = jnp.array([0.5])  # shared by all members (not mapped)
+    seen = []
+
+    def fn(p, x, t):
+        seen.append(x.shape)
+        return scaled(p, x, t)
+
+    folded = chunking.fold_vmap(fn)
+    vmapped = jax.vmap(folded, in_axes=(None, 0, None))
+    out = jax.jit(vmapped)(params, x, t)
+    assert seen[-1] == (6, 4)  # traced per member for its shapes, then run on the merged batch
+    dots = [
+        line for line in str(jax.make_jaxpr(vmapped)(params, x, t)).splitlines() if "dot" in line
+    ]
+    assert len(dots) == 1 and "f32[6,4] = dot_general" in dots[0]  # not a vmapped [6, 1, 4] dot
+    expected = jax.vmap(scaled, in_axes=(None, 0, None))(params, x, t)
+    assert out.shape == (6, 1, 4)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    # nested vmaps fold too, and an unmapped call is the plain function
+    nested = jax.vmap(jax.vmap(folded, in_axes=(None, 0, 0)), in_axes=(None, 0, None))
+    xs, ts = x.reshape(2, 3, 1, 4), jnp.linspace(0.1, 1.0, 3)[:, None]
+    np.testing.assert_allclose(
+        nested(params, xs, ts),
+        scaled(params, x[:, 0], jnp.tile(ts[:, 0], 2)).reshape(2, 3, 1, 4),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(folded(params, x[0], t), scaled(params, x[0], t))
+
+
+def test_fold_vmap_with_mapped_weights_falls_back_to_vmap():
+    stacked = {"w": jax.random.normal(jax.random.PRNGKey(2), (3, 4, 4))}
+    x = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
+    t = jnp.linspace(0.5, 1.0, 5)
+    out = jax.vmap(chunking.fold_vmap(scaled), in_axes=(0, None, None))(stacked, x, t)
+    expected = jax.vmap(scaled, in_axes=(0, None, None))(stacked, x, t)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)

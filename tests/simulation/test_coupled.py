@@ -4,6 +4,7 @@ blow-up detection and the learned closure sources (papers.md, "Online use")."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -171,38 +172,6 @@ def test_blow_up_is_reported_and_the_last_finite_state_kept():
     assert bool(jnp.all(jnp.isfinite(final.state.omega_hat)))
 
 
-def test_members_in_groups_equal_all_members_at_once():
-    solver = ns.make_solver(PARAMS, N, closure="H")
-    source = coupled.ExactClosure(solver, "H")
-    states = [initial_state(solver, seed) for seed in range(5)]
-    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
-    key = jax.random.PRNGKey(6)
-    runs = {}
-    for chunk in (None, 2):  # 2 groups of 2 in the loop, then 1 member
-        step = coupled.make_coupled_step(solver, source, 3, 1e-2, member_chunk=chunk)
-        assert step.member_chunk == chunk
-        runs[chunk] = coupled.ensemble_rollout(step, carry, key, 6, 3)
-    (f_all, s_all, _), (f_grp, s_grp, r_grp) = runs[None], runs[2]
-    assert s_grp.shape == (5, 3, N, N) and r_grp["first_nonfinite_step"].shape == (5,)
-    np.testing.assert_allclose(s_grp, s_all, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(f_grp.closure, f_all.closure, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(f_grp.state.step, f_all.state.step)
-
-
-def test_auto_member_groups_follow_the_source_model():
-    solver = ns.make_solver(PARAMS, N, closure="H")
-    model = dataclasses.replace(tiny_model("score"), batch_chunk=3)
-    sampler = conditional.sampler_from_config(get_config().sampler, num_steps=2)
-    source = coupled.DiffusionClosure(model, model.init(jax.random.PRNGKey(0), N), sampler)
-    assert coupled.make_coupled_step(solver, source).member_chunk == 3
-    unchunked = dataclasses.replace(source, model=dataclasses.replace(model, batch_chunk=None))
-    assert coupled.make_coupled_step(solver, unchunked).member_chunk is None
-    assert coupled.make_coupled_step(solver, coupled.ExactClosure(solver, "H")).member_chunk is None
-    assert coupled.make_coupled_step(solver, source, member_chunk=0).member_chunk is None
-    with pytest.raises(ValueError, match="member_chunk=-1 is invalid"):
-        coupled.make_coupled_step(solver, source, member_chunk=-1)
-
-
 def tiny_model(kind: str) -> conditional.ClosureModel:
     config = get_config().to_dict()
     config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
@@ -235,6 +204,32 @@ def test_learned_sources_run_under_jit(kind):
         assert float(jnp.abs(other.sample - final.sample).max()) > 1e-6
     with pytest.raises(ValueError, match="sparse_interpolated"):
         coupled.rollout(step, carry, jax.random.PRNGKey(1), 4, 2, None)
+
+
+def test_diffusion_ensemble_folds_members_into_the_network_batch_and_equals_member_runs():
+    """The vmapped members run the network as one batched call in slices (fold_vmap), with the
+    same samples as member-by-member runs."""
+    model = dataclasses.replace(tiny_model("score"), batch_chunk=2)  # 3 members: 2 + remainder 1
+    sampler = conditional.sampler_from_config(get_config().sampler, num_steps=2)
+    source = coupled.DiffusionClosure(model, model.init(jax.random.PRNGKey(0), N), sampler)
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    step = coupled.make_coupled_step(solver, source, every=2, reuse_noise=1e-4)
+    states = [initial_state(solver, seed) for seed in range(3)]
+    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
+    fields = jax.random.normal(jax.random.PRNGKey(3), (4, N, N))
+    reference = {"sparse_interpolated": sparse.encode(fields, 4, "interpolated")}
+    key = jax.random.PRNGKey(8)
+    final, snaps, _ = coupled.ensemble_rollout(step, carry, key, 4, 2, reference)
+    for m, state in enumerate(states):
+        single = coupled.initial_carry(solver, state)
+        f_m, s_m, _ = coupled.rollout(step, single, jax.random.fold_in(key, m), 4, 2, reference)
+        np.testing.assert_allclose(snaps[m], s_m, rtol=1e-5, atol=1e-5)
+        scale = float(jnp.abs(f_m.sample).max())
+        np.testing.assert_allclose(final.sample[m], f_m.sample, rtol=0, atol=1e-4 * scale)
+    # the network saw slices [width, 2, n, n] of the 3 members, not a vmapped [3, width, 1, n, n]
+    rollout = functools.partial(coupled.ensemble_rollout, step, key=key, num_steps=4, save_every=2)
+    text = str(jax.make_jaxpr(lambda c: rollout(c, reference=reference)[1])(carry))
+    assert "f32[4,2,16,16]" in text and "f32[3,4,1,16,16]" not in text
 
 
 def test_invalid_configurations_are_rejected():

@@ -6,38 +6,11 @@ multi-device check runs in a fresh Python process.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import jax
 import pytest
 
 from closurejax import parallel
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_python(code: str, devices: int, *args: str, timeout: float = 120) -> str:
-    """Runs `code` with `devices` fake CPU devices; returns stdout, failing on a non-zero exit."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
+from tests.processes import run_python, two_processes
 
 SHARDED_MATCHES_UNSHARDED = """
 import jax, jax.numpy as jnp, numpy as np
@@ -119,36 +92,9 @@ print("OK", pid)
 """
 
 
-def test_two_processes_share_one_mesh(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", TWO_PROCESSES, str(pid), port],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for pid in (0, 1)
-    ]
-    outputs = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=120)
-            outputs.append((proc.returncode, out, err))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for pid, (rc, out, err) in enumerate(outputs):
-        assert rc == 0 and f"OK {pid}" in out, f"process {pid} failed:\n{out}\n{err[-3000:]}"
+def test_two_processes_share_one_mesh() -> None:
+    with two_processes(TWO_PROCESSES, timeout=120):
+        pass
 
 
 def test_initialize_distributed_single_process_is_a_no_op() -> None:

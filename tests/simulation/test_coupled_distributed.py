@@ -14,10 +14,6 @@ both sides build exactly the same step, carry and key.
 from __future__ import annotations
 
 import functools
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -27,8 +23,8 @@ import numpy as np
 from closurejax.diffusion import conditional, samplers
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
+from tests.processes import two_processes
 
-ROOT = Path(__file__).resolve().parents[2]
 N = 16  # coarse grid
 MEMBERS = 8  # 2 per device on the 4-device mesh
 NUM_STEPS, SAVE_EVERY, EVERY = 6, 2, 2  # samples on steps 0, 2, 4; reuses on 1, 3, 5
@@ -121,35 +117,9 @@ print("OK", pid)
 def test_coupled_ensemble_over_two_processes_equals_the_single_process_run(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     outs = [tmp_path / f"process{pid}.npz" for pid in (0, 1)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                textwrap.dedent(WORKER),
-                str(pid),
-                port,
-                str(Path(__file__).parent),
-                str(outs[pid]),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )  # fmt: skip
-        for pid in (0, 1)
-    ]
-    try:
+    here = str(Path(__file__).parent)
+    with two_processes(textwrap.dedent(WORKER), lambda pid: (here, str(outs[pid])), timeout=300):
         # the single-process reference, computed here while the two workers run
         step, carry, key = coupled_case()
         final, snaps, report = coupled.ensemble_rollout(step, carry, key, NUM_STEPS, SAVE_EVERY)
@@ -163,13 +133,6 @@ def test_coupled_ensemble_over_two_processes_equals_the_single_process_run(
         }
         expected = {k: np.asarray(v) for k, v in expected.items()}
         expected["snaps_replicated_params"] = expected["snaps"]
-        outputs = [proc.communicate(timeout=300) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for pid, (proc, (out, err)) in enumerate(zip(procs, outputs, strict=True)):
-        assert proc.returncode == 0 and f"OK {pid}" in out, f"process {pid}:\n{out}\n{err[-4000:]}"
 
     # the reference itself is a non-trivial run: finite, the model's samples applied, the reuse
     # branch adding noise on the last step (5: a reuse step), members differing

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import jax
@@ -28,8 +24,8 @@ from closurejax.training.trainer import (
     make_schedule,
     read_metrics,
 )
+from tests.processes import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 N_SAMPLES = 40
 BATCH = 8  # 5 steps per epoch
 
@@ -357,27 +353,8 @@ print("OK")
 
 
 def test_data_parallel_on_4_devices_matches_one_device(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(DATA_PARALLEL),
-            str(tmp_path),
-            str(Path(__file__).parent),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), (
-        f"{proc.stdout}\n{proc.stderr[-4000:]}"
-    )
+    out = run_python(DATA_PARALLEL, 4, str(tmp_path), str(Path(__file__).parent))
+    assert out.strip().endswith("OK"), out
 
 
 def test_metrics_lines_are_json_with_one_record_each(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -66,6 +67,18 @@ def coupled_case() -> tuple[coupled.CoupledStep, coupled.CoupledCarry, jax.Array
     return step, carry, jax.random.PRNGKey(2)
 
 
+def compared(final: coupled.CoupledCarry, snaps: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """The arrays of an ensemble rollout that the worker processes and the test compare."""
+    return {
+        "snaps": snaps,
+        "sample": final.sample,
+        "closure": final.closure,
+        "omega_hat": final.state.omega_hat,
+        "step": final.state.step,
+        "bad": report["first_nonfinite_step"],
+    }
+
+
 WORKER = """
 import sys
 import jax
@@ -98,15 +111,7 @@ typed_key = jax.random.wrap_key_data(key)
 _, replicated, _ = coupled.ensemble_rollout(
     committed, carry, typed_key, case.NUM_STEPS, case.SAVE_EVERY, mesh=mesh
 )
-gathered = {
-    "snaps_replicated_params": replicated,
-    "snaps": snaps,
-    "sample": final.sample,
-    "closure": final.closure,
-    "omega_hat": final.state.omega_hat,
-    "step": final.state.step,
-    "bad": report["first_nonfinite_step"],
-}
+gathered = {"snaps_replicated_params": replicated, **case.compared(final, snaps, report)}
 gathered = {k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
             for k, v in gathered.items()}
 np.savez(out, **gathered)
@@ -123,15 +128,7 @@ def test_coupled_ensemble_over_two_processes_equals_the_single_process_run(
         # the single-process reference, computed here while the two workers run
         step, carry, key = coupled_case()
         final, snaps, report = coupled.ensemble_rollout(step, carry, key, NUM_STEPS, SAVE_EVERY)
-        expected = {
-            "snaps": snaps,
-            "sample": final.sample,
-            "closure": final.closure,
-            "omega_hat": final.state.omega_hat,
-            "step": final.state.step,
-            "bad": report["first_nonfinite_step"],
-        }
-        expected = {k: np.asarray(v) for k, v in expected.items()}
+        expected = {k: np.asarray(v) for k, v in compared(final, snaps, report).items()}
         expected["snaps_replicated_params"] = expected["snaps"]
 
     # the reference itself is a non-trivial run: finite, the model's samples applied, the reuse

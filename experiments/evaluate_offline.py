@@ -107,7 +107,10 @@ def _load_pcdm(config, workdir: Path, use_ema: bool) -> tuple[Any, Any] | str:
     try:
         return run.load(pcdm_config, workdir, use_ema=use_ema)
     except (IncompatibleCheckpointError, FileNotFoundError) as error:
-        return f"the P-CDM in {workdir / 'score'} does not fit this config's model section: {error}"
+        return (
+            f"the P-CDM in {workdir / 'score'} does not fit this config's model or diffusion "
+            f"section: {error}"
+        )
 
 
 def evaluate_latent(config, workdir: Path) -> dict:

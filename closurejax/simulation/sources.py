@@ -19,7 +19,9 @@ Before a checkpoint is loaded, `check_checkpoint` compares the configuration it 
 both values: a model of another kind than asked for, trained for another closure term (G vs H vs
 Π), on other physics (ν, dt, forcing, …), or for another grid where the network is not
 resolution-invariant (the latent model's autoencoders are tied to their training grid; the FNO
-models need n ≥ 2·modes).
+models need n ≥ 2·modes). A diffusion model whose checkpoint was trained with another `diffusion`
+section (SDE, σ, β, parameterisation) than the config's is refused when loaded
+(`closurejax.training.run.check_diffusion`).
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ def source_from_config(
     use_ema: bool = True,
 ) -> coupled.ClosureSource:
     """The closure source `name` for `solver` (module docstring). Trained models are loaded from
-    `<workdir>/<model kind>` with the study config `config` (its model section is replaced by the
-    checkpoint's own, so one study config serves every kind); `sampler` defaults to the config's."""
+    `<workdir>/<model kind>` with the study config `config` (its model and latent sections are
+    replaced by the checkpoint's own, so one study config serves every kind; its diffusion section
+    must equal the checkpoint's); `sampler` defaults to the config's."""
     config = _as_dict(config)
     if name == "none":
         return coupled.NoClosure()
@@ -180,9 +183,9 @@ def source_from_config(
     if "batch_chunk" in config["model"]:  # an inference setting: the current config decides
         model_section["batch_chunk"] = config["model"]["batch_chunk"]
     study = {**config, "model": model_section}
-    for section in ("diffusion", "latent"):
-        if section in trained:
-            study[section] = trained[section]
+    if "latent" in trained:
+        study["latent"] = trained["latent"]
+    # the config's diffusion section is used: `run.load` refuses one the checkpoint differs from
     model, params = run.load(study, workdir, use_ema=use_ema)
     if kind == "regression":
         return coupled.RegressionClosure(model, params)

@@ -18,12 +18,18 @@ B's latent model (`model.kind = "latent"`, closurejax.diffusion.latent_model):
 
 `load` returns `(model, params)` for every kind; for the latent kind `params` is
 `{"target_ae", "omega_ae", "score"}`, the argument of `LatentDiffusionModel.sample`.
+
+A score network is tied to the SDE it was trained with: restoring a checkpoint of a run with a
+score network (kind "score", the joint latent run, stage 2 of the two-stage one) for training or
+loading refuses a `diffusion` section that differs from the checkpoint's (`check_diffusion`),
+naming the field and both values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ __all__ = [
     "LATENT_STAGES",
     "TwoStageState",
     "build_trainer",
+    "check_diffusion",
     "load",
     "model_from_config",
     "open_study_dataset",
@@ -130,6 +137,43 @@ def params_digest(params: Any) -> str:
         digest.update(f"{array.shape}{array.dtype}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def check_diffusion(
+    trained: Mapping[str, Any], config: Mapping[str, Any], where: str | Path = ""
+) -> None:
+    """Raises `IncompatibleCheckpointError` unless the `diffusion` section of `config` equals
+    that of `trained` (the config stored in a checkpoint at `where`), field by field; fields only
+    one of them has are skipped (checkpoints of older versions)."""
+    theirs = dict(_as_dict(trained).get("diffusion", {}))
+    ours = dict(_as_dict(config).get("diffusion", {}))
+    for field in sorted(theirs.keys() & ours.keys()):
+        if _plain(theirs[field]) != _plain(ours[field]):
+            at = f" {where}" if where else ""
+            raise IncompatibleCheckpointError(
+                f"the checkpoint{at} was trained with diffusion.{field}={theirs[field]!r}, but the "
+                f"config gives diffusion.{field}={ours[field]!r}: a score network only fits the "
+                "SDE it was trained with (use the checkpoint's value, or train in another workdir)"
+            )
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON types (tuples become lists, as in a checkpoint's stored config)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _refuse_other_diffusion(trainer: trainer_lib.Trainer, config: Mapping[str, Any]) -> None:
+    """`check_diffusion` of the trainer's latest checkpoint (if any) against `config`; closes
+    the trainer before raising."""
+    latest = trainer.checkpoints.latest_step()
+    if latest is None:
+        return
+    trained = trainer.checkpoints.metadata(latest).get("config", {})
+    try:
+        check_diffusion(trained, config, trainer.checkpoints.directory / str(latest))
+    except IncompatibleCheckpointError:
+        trainer.close()
+        raise
 
 
 def _trainer(
@@ -261,6 +305,7 @@ def _latent_trainer(
             show_progress,
             config,
         )
+        _refuse_other_diffusion(trainer, config)
         return model, trainer, None
     stage1_epochs = config["latent"]["stage1_epochs"]
     if isinstance(stage1_epochs, bool) or not isinstance(stage1_epochs, int) or stage1_epochs < 1:
@@ -314,6 +359,7 @@ def _latent_trainer(
                 f"step {stored.get('step')}; now {stage1['digest']}, step {stage1['step']}): "
                 f"delete {folder} to retrain stage 2"
             )
+    _refuse_other_diffusion(trainer, config)
     return model, trainer, ae_params
 
 
@@ -326,7 +372,8 @@ def build_trainer(
     stage: str | None = None,
 ) -> tuple[Model, trainer_lib.Trainer]:
     """The closure model of `config` and a Trainer on its run folder (`run_dir`), restored if a
-    checkpoint is there (its architecture must match, else IncompatibleCheckpointError).
+    checkpoint is there (its architecture must match, and for a score network its `diffusion`
+    section, else IncompatibleCheckpointError).
 
     `stage` ("autoencoders" | "score") selects the run of the two-stage latent baseline and must
     be None otherwise; the "score" stage needs stage 1 trained to its end.
@@ -354,6 +401,8 @@ def build_trainer(
         show_progress,
         config_dict,
     )
+    if model.kind == "score":  # the regression baseline has no SDE
+        _refuse_other_diffusion(trainer, config_dict)
     return model, trainer
 
 

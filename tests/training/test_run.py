@@ -77,6 +77,28 @@ def test_checkpoint_of_another_architecture_is_refused(study):
         run.load(wider, workdir)
 
 
+def test_checkpoint_of_another_sde_is_refused(study):
+    """A score network trained with one SDE is not loaded, nor trained further, with another
+    diffusion section; the regression baseline has no SDE and is not refused."""
+    config, workdir = study
+    run.train(config, workdir, show_progress=False)
+    for field, value in (("sde", "vp"), ("sigma", 30.0), ("parameterization", "edm")):
+        other = {**config, "diffusion": {**config["diffusion"], field: value}}
+        expected = (
+            rf"trained with diffusion\.{field}={config['diffusion'][field]!r}, but the config "
+            rf"gives diffusion\.{field}={value!r}"
+        )
+        for attempt in (run.load, lambda c, w: run.train(c, w, show_progress=False)):
+            with pytest.raises(checkpoint.IncompatibleCheckpointError, match=expected) as info:
+                attempt(other, workdir)
+            assert "\n" not in str(info.value)
+    assert run.load(config, workdir)[1] is not None  # the stored section itself still loads
+    regression = {**config, "model": {**config["model"], "kind": "regression"}}
+    run.train(regression, workdir, show_progress=False)
+    vp = {**regression, "diffusion": {**config["diffusion"], "sde": "vp"}}
+    assert run.load(vp, workdir)[0].kind == "regression"
+
+
 def test_dataset_of_another_config_is_refused_for_training(study, tmp_path):
     config, workdir = study
     other = {**config, "physics": {**config["physics"], "viscosity": 5e-3}}

@@ -221,6 +221,10 @@ def test_two_stage_trains_both_stages_on_frozen_stage1_encoders(study):
     # a re-run is a no-op (both stages complete) and the result is unchanged
     _, again = run.train(config, workdir, show_progress=False)
     same_tree(again.ema_params, state.ema_params)
+    # stage 2's score network was trained with σ = 30: loading it with another σ is refused
+    other = {**config, "diffusion": {**config["diffusion"], "sigma": 26.0}}
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"diffusion\.sigma=30"):
+        run.load(other, workdir)
     # stage 1 retrained (longer): stage 2's checkpoint was made on other latents and is refused
     longer = {**config, "latent": {**config["latent"], "stage1_epochs": 3}}
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="another stage-1 result"):

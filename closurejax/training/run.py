@@ -22,7 +22,8 @@ B's latent model (`model.kind = "latent"`, closurejax.diffusion.latent_model):
 A score network is tied to the SDE it was trained with: restoring a checkpoint of a run with a
 score network (kind "score", the joint latent run, stage 2 of the two-stage one) for training or
 loading refuses a `diffusion` section that differs from the checkpoint's (`check_diffusion`),
-naming the field and both values.
+naming the field and both values. `train` says in one line what a (re)start does: train from
+step 0, resume to the (possibly changed) end, or nothing, when the checkpoint is already there.
 """
 
 from __future__ import annotations
@@ -174,6 +175,36 @@ def _refuse_other_diffusion(trainer: trainer_lib.Trainer, config: Mapping[str, A
     except IncompatibleCheckpointError:
         trainer.close()
         raise
+
+
+def _valid_end(end: Any, total: int) -> bool:
+    return isinstance(end, int) and not isinstance(end, bool) and 0 <= end <= total
+
+
+def _plan(trainer: trainer_lib.Trainer, end: int, target: str | None = None) -> str:
+    """One line on what `trainer.train(end)` will do from the restored step: start, resume to
+    the (possibly changed) end, or nothing. `target` names where `end` comes from (None: the
+    configured total, else e.g. "num_steps 5")."""
+    start, total = trainer.step, trainer.total_steps
+    own_end = target is None
+    target = f"the run's end {total}" if target is None else target
+    latest = trainer.checkpoints.latest_step()
+    before = None if latest is None else trainer.checkpoints.metadata(latest).get("total_steps")
+    changed = ""
+    if before is not None and int(before) != total:
+        changed = f" (the checkpoint's run was set to {before} steps, the config now gives {total}"
+        if trainer.optim.schedule == "cosine":
+            changed += f"; the cosine learning rate now decays over {total} steps"
+        changed += ")"
+    if start >= end:
+        return f"{trainer.workdir}: checkpoint at step {start} ≥ {target}: nothing to do{changed}"
+    if start == 0:
+        return f"training {trainer.workdir} from step 0 to step {end} of {total}"
+    new_end = "the new end, " if changed and own_end else ""
+    return (
+        f"resuming {trainer.workdir} from step {start}, continuing to {new_end}step {end} of "
+        f"{total}{changed}"
+    )
 
 
 def _trainer(
@@ -461,7 +492,9 @@ def train(
     if not (_is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"):
         model, trainer = build_trainer(config_dict, workdir, data_dir, run_name, show_progress)
         with trainer:
-            say(f"training {trainer.workdir} to step {num_steps or trainer.total_steps}")
+            end = trainer.total_steps if num_steps is None else num_steps
+            if _valid_end(end, trainer.total_steps):  # else `train` refuses it
+                say(_plan(trainer, end, None if num_steps is None else f"num_steps {end}"))
             state = trainer.train(num_steps)
             state = jax.device_get(state)
         return model, state
@@ -475,7 +508,8 @@ def train(
     with first:
         total1 = first.total_steps
         end1 = total1 if num_steps is None else min(num_steps, total1)
-        say(f"stage 1/2 (autoencoders): {first.workdir}, step {first.step} → {end1} of {total1}")
+        target1 = f"num_steps {num_steps}" if end1 != total1 else None
+        say(f"stage 1/2 (autoencoders): {_plan(first, end1, target1)}")
         state1 = jax.device_get(first.train(end1))
     if int(state1.step) < total1:
         return model, TwoStageState(state1, None)
@@ -484,13 +518,17 @@ def train(
     )
     with second:
         total2 = second.total_steps
-        end2 = total2 if num_steps is None else num_steps - total1
+        # num_steps < total1 with stage 1 already past it: stage 2 has nothing to do either
+        end2 = total2 if num_steps is None else max(num_steps - total1, 0)
         if end2 > total2:
             raise ValueError(
                 f"num_steps={num_steps} exceeds the two-stage total {total1} + {total2} = "
                 f"{total1 + total2} (stage 1 + stage 2 steps)"
             )
-        say(f"stage 2/2 (latent score): {second.workdir}, step {second.step} → {end2} of {total2}")
+        target2 = None
+        if num_steps is not None:
+            target2 = f"step {end2} (num_steps {num_steps} less stage 1's {total1} steps)"
+        say(f"stage 2/2 (latent score): {_plan(second, end2, target2)}")
         state2 = jax.device_get(second.train(end2))
     return model, TwoStageState(state1, state2)
 

@@ -409,6 +409,11 @@ class Trainer:
         return self._total_steps
 
     @property
+    def optim(self) -> OptimConfig:
+        """The optimisation config."""
+        return self._optim
+
+    @property
     def workdir(self) -> Path:
         """The absolute run folder."""
         return self._workdir

@@ -99,6 +99,45 @@ def test_checkpoint_of_another_sde_is_refused(study):
     assert run.load(vp, workdir)[0].kind == "regression"
 
 
+def test_restart_says_in_one_line_what_it_does(study):
+    """--num_steps below the checkpoint's step, a longer or shorter run on resume: one line each
+    (the launcher prints it), and the state stays where it is when there is nothing to do."""
+    config, workdir = study
+    lines: list[str] = []
+
+    def train(epochs: int, num_steps: int | None = None) -> int:
+        cfg = {**config, "training": {**config["training"], "num_epochs": epochs}}
+        lines.clear()
+        _, state = run.train(
+            cfg,
+            workdir,
+            num_steps=num_steps,
+            run_name="plan",
+            show_progress=False,
+            log=lines.append,
+        )
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        return int(state.step)
+
+    assert train(2, 2) == 2  # 2 epochs × 2 batches = 4 steps
+    assert lines[0].endswith("plan from step 0 to step 2 of 4")
+    assert train(2, 1) == 2
+    assert lines[0].endswith("plan: checkpoint at step 2 ≥ num_steps 1: nothing to do")
+    assert train(4) == 8
+    assert lines[0].endswith(
+        "plan from step 2, continuing to the new end, step 8 of 8 (the checkpoint's run was set "
+        "to 4 steps, the config now gives 8)"
+    )
+    assert lines[0].startswith("resuming ")
+    assert train(2) == 8
+    assert lines[0].endswith(
+        "plan: checkpoint at step 8 ≥ the run's end 4: nothing to do (the checkpoint's run was "
+        "set to 8 steps, the config now gives 4)"
+    )
+    assert train(4) == 8
+    assert lines[0].endswith("plan: checkpoint at step 8 ≥ the run's end 8: nothing to do")
+
+
 def test_dataset_of_another_config_is_refused_for_training(study, tmp_path):
     config, workdir = study
     other = {**config, "physics": {**config["physics"], "viscosity": 5e-3}}

@@ -221,6 +221,15 @@ def test_two_stage_trains_both_stages_on_frozen_stage1_encoders(study):
     # a re-run is a no-op (both stages complete) and the result is unchanged
     _, again = run.train(config, workdir, show_progress=False)
     same_tree(again.ema_params, state.ema_params)
+    # --num_steps inside stage 1 on a finished run: one line per stage, nothing done
+    logs.clear()
+    _, again = run.train(config, workdir, num_steps=2, show_progress=False, log=logs.append)
+    assert again.step == 8 and len(logs) == 2, logs
+    assert logs[0].startswith("stage 1/2") and logs[1].startswith("stage 2/2"), logs
+    assert logs[0].endswith("autoencoders: checkpoint at step 4 ≥ num_steps 2: nothing to do")
+    assert logs[1].endswith(
+        "score: checkpoint at step 4 ≥ step 0 (num_steps 2 less stage 1's 4 steps): nothing to do"
+    )
     # stage 2's score network was trained with σ = 30: loading it with another σ is refused
     other = {**config, "diffusion": {**config["diffusion"], "sigma": 26.0}}
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"diffusion\.sigma=30"):

@@ -23,6 +23,7 @@ __all__ = [
     "save_npz",
     "save_tagged_npz",
     "sha256_file",
+    "tagged_meta",
     "write_bytes",
     "write_json",
 ]
@@ -91,6 +92,20 @@ def load_tagged_npz(
             return meta, {name: data[name] for name in data.files if name != "meta"}
     except (OSError, ValueError, KeyError):
         return None
+
+
+def tagged_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON `meta` of a `save_tagged_npz` file (without checking its fingerprint); None if
+    the file is missing, unreadable or has no dict `meta`."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:

@@ -8,7 +8,9 @@ runs an ensemble of `simulation.ensemble_size` coupled coarse runs from t_start 
 closure source in `simulation.sources` (none, diffusion, latent, regression, reference,
 smagorinsky), and writes W/simulation/results.json and figures (fields at figure_times, error,
 enstrophy, spread–skill, spectra, rollout.gif). Re-running skips finished sources and resumes a
-killed one from its last chunk. `--sources=none,diffusion` overrides the config's list.
+killed one from its last chunk, when made with the same model, diffusion and sampler sections and
+the same weights (by content); a stale result is recomputed, with one line saying what changed.
+`--sources=none,diffusion` overrides the config's list.
 """
 
 from __future__ import annotations

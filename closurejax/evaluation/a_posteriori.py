@@ -4,7 +4,7 @@
 ensemble per closure source of `config.simulation.sources`, the a-posteriori metrics over time
 (`closurejax.evaluation.online`), a JSON file and figures, all under `<workdir>/simulation`:
 
-* `reference.npz` — the reference on the coarse grid (reused while the config is unchanged);
+* `reference.npz` — the reference on the coarse grid;
 * `<source>.npz` — snapshot times `[S]`, the ensemble mean `[S, n, n]` and the first
   `keep_members` members `[m, S, n, n]`, first non-finite step per member; a finished source is
   not rerun (delete the file to force it); `<source>.partial.npz` while it runs, so a killed run
@@ -12,6 +12,16 @@ ensemble per closure source of `config.simulation.sources`, the a-posteriori met
 * `results.json` — the metrics of every source over time and at `figure_times`, run times;
 * `figures/` — `fields.png` (reference and each source at `figure_times`), `error.png`,
   `enstrophy.png`, `spread_skill.png` (ensembles), `spectra.png` (at t_end) and `rollout.gif`.
+
+Cache keys: every cached file stores the key it was made with (and its SHA-256, the fingerprint)
+and is reused only under the same key; a stale one is recomputed, with one line saying which
+field changed. The reference is keyed by what determines it: the dataset's sections (seed,
+physics, initial condition, data), the simulation's trajectory, t_start, t_end and k, and the
+fields kept. A source's result and its partial run are keyed by the dataset's sections, the
+simulation section (but its source list, figure times and animation), `keep_members` and
+`sources.source_key`: for a trained model the model, diffusion and sampler (and latent) sections
+it runs with and the SHA-256 of its parameters' content, not the checkpoint's step — so retrained
+weights (another width, learning rate, seed), another sampler or SDE never reuse an old result.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +44,59 @@ from closurejax.evaluation import plots
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled, sources
 from closurejax.simulation.online import OnlineSpec, Reference, coupled_run, reference_run
-from closurejax.training import checkpoint
 
 __all__ = ["check_config", "format_table", "run_online"]
+
+# the simulation fields that determine the reference (beside the dataset's sections)
+_REFERENCE_FIELDS = ("trajectory", "t_start", "t_end", "every")
+# simulation fields that change no cached array (what is run, what is drawn)
+_PRESENTATION_FIELDS = ("sources", "figure_times", "animation")
 
 
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """`"field: old → new"` for every leaf where two JSON keys differ, dotted paths, sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for name in sorted(old.keys() | new.keys()):
+            path = f"{prefix}.{name}" if prefix else str(name)
+            if name not in old:
+                out.append(f"{path}: (absent) → {_short(new[name])}")
+            elif name not in new:
+                out.append(f"{path}: {_short(old[name])} → (absent)")
+            else:
+                out.extend(_changes(old[name], new[name], path))
+        return out
+    return [] if old == new else [f"{prefix or 'key'}: {_short(old)} → {_short(new)}"]
+
+
+def _stale(path: Path, fingerprint: str, key: Mapping[str, Any]) -> str | None:
+    """Why the cached file at `path` is stale for `key` (one line), or None when there is no
+    file or it was made with `fingerprint`."""
+    meta = atomic.tagged_meta(path)
+    if not path.exists() or (meta is not None and meta.get("fingerprint") == fingerprint):
+        return None
+    if meta is None:
+        return f"{path.name} is unreadable"
+    if "key" not in meta:
+        return f"{path.name} was made by an older version (no cache key)"
+    changes = _changes(meta["key"], _jsonable(key))
+    if not changes:  # same key, other fingerprint: another version of the digest
+        return f"{path.name} has another fingerprint"
+    more = f" and {len(changes) - 2} more" if len(changes) > 2 else ""
+    return f"{path.name} is stale ({'; '.join(changes[:2])}{more})"
 
 
 def _context_names(source: Any) -> tuple[str, ...]:
@@ -49,19 +105,6 @@ def _context_names(source: Any) -> tuple[str, ...]:
     model = getattr(source, "model", None)
     names = getattr(model, "condition_names", ())
     return tuple(n for n in names if n != "omega")
-
-
-def _checkpoint_step(config: Mapping[str, Any], workdir: Path, name: str) -> int | None:
-    """The latest checkpoint step of the run a source loads (None for parameter-free sources)."""
-    kind = sources.MODEL_KINDS.get(name)
-    if kind is None:
-        return None
-    directory = sources.checkpoint_dir(config, workdir, kind)
-    manager = checkpoint.CheckpointManager(directory, async_save=False)
-    try:
-        return manager.latest_step()
-    finally:
-        manager.close()
 
 
 def check_config(config: Mapping[str, Any]) -> OnlineSpec:
@@ -81,9 +124,11 @@ def run_online(
     show_progress: bool = True,
     keep_members: int = 4,
     figures: bool = True,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The online test of `config` in `<workdir>/simulation` (module docstring); returns the
-    results dict also written to `results.json`."""
+    results dict also written to `results.json`. `log` gets one line for every stale cached
+    file recomputed."""
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     workdir = Path(workdir).resolve()
     out = workdir / "simulation"
@@ -107,21 +152,28 @@ def run_online(
     built = {name: sources.source_from_config(name, config, workdir, coarse) for name in names}
     context = sorted({c for s in built.values() for c in _context_names(s)})
 
-    base_fp = {
-        "data": generate.dataset_config(config),
-        "simulation": {k: v for k, v in config["simulation"].items() if k not in ("sources",)},
-    }
-    ref_fp = _fingerprint({**base_fp, "fields": context})
+    data_key = generate.dataset_config(config)
+    simulation = config["simulation"]
+    ref_key = _jsonable(
+        {
+            "data": data_key,
+            "simulation": {k: simulation[k] for k in _REFERENCE_FIELDS},
+            "fields": context,
+        }
+    )
+    ref_fp = _fingerprint(ref_key)
     ref_path = out / "reference.npz"
     reference = Reference.load(ref_path, ref_fp)
     if reference is None:
+        if (why := _stale(ref_path, ref_fp, ref_key)) is not None:
+            log(f"online: {why}: recomputing the reference")
         bar = tqdm(
             total=start + num_steps, desc="reference DNS", unit="step", disable=not show_progress
         )
         t0 = time.perf_counter()
         reference = reference_run(study, spec, ("omega", *context), progress=bar.update)
         bar.close()
-        reference.save(ref_path, ref_fp)
+        reference.save(ref_path, ref_fp, ref_key)
         ref_seconds = time.perf_counter() - t0
     else:
         ref_seconds = 0.0
@@ -136,13 +188,27 @@ def run_online(
         "sources": {},
     }
     ensembles: dict[str, np.ndarray] = {}
+    run_settings = {k: v for k, v in simulation.items() if k not in _PRESENTATION_FIELDS}
     for name, source in built.items():
-        fp = _fingerprint(
-            {**base_fp, "source": name, "checkpoint": _checkpoint_step(config, workdir, name)}
+        identity = sources.source_key(name, config, workdir, source)
+        key = _jsonable(
+            {
+                "data": data_key,
+                "simulation": run_settings,
+                "keep_members": keep_members,
+                **identity,
+            }
         )
+        fp = _fingerprint(key)
         final_path = out / f"{name}.npz"
+        partial_path = out / f"{name}.partial.npz"
         loaded = _load_final(final_path, fp)
         if loaded is None:
+            if (why := _stale(final_path, fp, key)) is not None:
+                log(f"online: {why}: recomputing {name}")
+            if (why := _stale(partial_path, fp, key)) is not None:
+                log(f"online: {why}: starting {name} over")
+                partial_path.unlink(missing_ok=True)
             step = coupled.make_coupled_step(coarse, source, spec.every, spec.reuse_noise)
             bar = tqdm(
                 total=num_steps, desc=f"online {name}", unit="step", disable=not show_progress
@@ -155,9 +221,10 @@ def run_online(
                 save_every,
                 _context_names(source),
                 mesh,
-                partial_path=out / f"{name}.partial.npz",
+                partial_path=partial_path,
                 fingerprint=fp,
                 progress=bar.update,
+                key=key,
             )
             bar.close()
             metrics = online_metrics.over_time(run.snapshots, truth, study.params.length)
@@ -175,6 +242,7 @@ def run_online(
                 final_path,
                 {
                     "fingerprint": fp,
+                    "key": key,
                     "seconds": run.seconds,
                     "metrics": metrics,
                     "spectra": loaded["spectra"],
@@ -183,10 +251,11 @@ def run_online(
                 members=loaded["members"],
                 first_nonfinite_step=loaded["first_nonfinite_step"],
             )
-            (out / f"{name}.partial.npz").unlink(missing_ok=True)
+            partial_path.unlink(missing_ok=True)
         ensembles[name] = loaded["members"]
         bad = np.asarray(loaded["first_nonfinite_step"])
         results["sources"][name] = {
+            "made_with": {k: v for k, v in identity.items() if k != "source"},
             "seconds": float(loaded["seconds"]),
             "steps_per_second": num_steps / max(float(loaded["seconds"]), 1e-12),
             "first_nonfinite_step": bad.tolist(),

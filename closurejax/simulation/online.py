@@ -152,8 +152,14 @@ class Reference:
         index = (start + np.arange(count)) // self.every
         return {name: self.fields[name][index] for name in names}
 
-    def save(self, path: str | Path, fingerprint: str) -> None:
+    def save(
+        self, path: str | Path, fingerprint: str, key: Mapping[str, Any] | None = None
+    ) -> None:
+        """Saves the reference with `fingerprint` (and the `key` it digests, to say later what
+        changed) in its metadata."""
         meta = {"fingerprint": fingerprint, "start_step": self.start_step, "every": self.every}
+        if key is not None:
+            meta["key"] = key
         fields = {f"field_{k}": v for k, v in self.fields.items()}
         atomic.save_tagged_npz(path, meta, run_key=self.run_key, **fields)
 
@@ -260,13 +266,15 @@ def coupled_run(
     fingerprint: str = "",
     progress: Callable[[int], None] | None = None,
     snapshots_per_call: int = 10,
+    key: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """An ensemble of `spec.ensemble_size` coupled runs from the reference's coarse state at
     t_start (module docstring), in chunks of `snapshots_per_call` snapshots.
 
     If `partial_path` is given, the carry and the snapshots so far are saved there atomically after
     every chunk, and a run restarted with the same `fingerprint` resumes from them (the result is
-    the same as an uninterrupted run: every step is keyed by its step counter).
+    the same as an uninterrupted run: every step is keyed by its step counter). `key`, what the
+    fingerprint digests, is saved beside it so a caller can say what made a partial run stale.
     """
     solver = step.solver
     members = spec.ensemble_size
@@ -300,7 +308,7 @@ def coupled_run(
         bad = np.where(bad >= 0, bad, new_bad)
         done += count
         if partial_path is not None and done < num_steps:
-            _save_partial(partial_path, fingerprint, carry, snaps, bad, done)
+            _save_partial(partial_path, fingerprint, carry, snaps, bad, done, key)
         if progress:
             progress(count)
     seconds = time.perf_counter() - start_time
@@ -314,10 +322,13 @@ def _save_partial(
     snaps: list[np.ndarray],
     bad: np.ndarray,
     done: int,
+    key: Mapping[str, Any] | None = None,
 ) -> None:
     leaves = jax.tree.leaves(jax.device_get(carry))
     arrays = {f"carry_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    meta = {"fingerprint": fingerprint, "done": done}
+    meta: dict[str, Any] = {"fingerprint": fingerprint, "done": done}
+    if key is not None:
+        meta["key"] = key
     snapshots = np.concatenate(snaps, axis=1)
     atomic.save_tagged_npz(path, meta, snapshots=snapshots, bad=bad, **arrays)
 

@@ -26,6 +26,7 @@ section (SDE, σ, β, parameterisation) than the config's is refused when loaded
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "check_checkpoint",
     "checkpoint_dir",
     "source_from_config",
+    "source_key",
     "trained_config",
 ]
 
@@ -179,6 +181,19 @@ def source_from_config(
     kind = MODEL_KINDS[name]
     trained, where = trained_config(workdir, kind, config)
     check_checkpoint(trained, kind, solver, str(where))
+    model, params = run.load(_source_study(config, trained, kind), workdir, use_ema=use_ema)
+    if kind == "regression":
+        return coupled.RegressionClosure(model, params)
+    sampler = sampler or conditional.sampler_from_config(config["sampler"])
+    return coupled.DiffusionClosure(model, params, sampler)
+
+
+def _source_study(
+    config: Mapping[str, Any], trained: Mapping[str, Any], kind: str
+) -> dict[str, Any]:
+    """The study config a trained source is loaded with: `config` with the checkpoint's model
+    (but the config's inference setting `batch_chunk`) and latent sections."""
+    config = _as_dict(config)
     model_section = {**config["model"], **trained.get("model", {}), "kind": kind}
     if "batch_chunk" in config["model"]:  # an inference setting: the current config decides
         model_section["batch_chunk"] = config["model"]["batch_chunk"]
@@ -186,8 +201,32 @@ def source_from_config(
     if "latent" in trained:
         study["latent"] = trained["latent"]
     # the config's diffusion section is used: `run.load` refuses one the checkpoint differs from
-    model, params = run.load(study, workdir, use_ema=use_ema)
-    if kind == "regression":
-        return coupled.RegressionClosure(model, params)
-    sampler = sampler or conditional.sampler_from_config(config["sampler"])
-    return coupled.DiffusionClosure(model, params, sampler)
+    return study
+
+
+def source_key(
+    name: str, config: Mapping[str, Any], workdir: str | Path, source: coupled.ClosureSource
+) -> dict[str, Any]:
+    """Everything that determines what source `name` (built by `source_from_config(name, config,
+    workdir, …)`) computes, as JSON types, to key cached online results: the name; for a trained
+    model also the model section it was loaded with, the diffusion and sampler sections (not for
+    the regression baseline, which has neither), the latent section (latent model) and the
+    SHA-256 of the content of its parameters (`run.params_digest`: every array's path, shape,
+    dtype and bytes, in tree order), so retrained weights are a new key whatever their step.
+    Parameter-free sources depend on the data and simulation sections only (the caller's)."""
+    if name not in MODEL_KINDS:
+        return {"source": name}
+    config = _as_dict(config)
+    kind = MODEL_KINDS[name]
+    trained, _ = trained_config(workdir, kind, config)
+    study = _source_study(config, trained, kind)
+    key: dict[str, Any] = {"source": name, "model": study["model"]}
+    if kind != "regression":
+        key.update(diffusion=study["diffusion"], sampler=study["sampler"])
+    if kind == "latent":
+        key["latent"] = study["latent"]
+    params = getattr(source, "params", None)
+    if params is None:
+        raise ValueError(f"source {name!r} ({type(source).__name__}) holds no parameters")
+    key["checkpoint"] = {"params_sha256": run.params_digest(params)}
+    return json.loads(json.dumps(key, default=str))

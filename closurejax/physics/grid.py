@@ -189,6 +189,35 @@ def random_real_field_hat(
     return out.at[rows[:, None], np.arange(half + 1)[None, :]].set(hermitian[:, half:])
 
 
+def white_noise_hat(
+    key: jax.Array, grid: SpectralGrid, dtype: jnp.dtype = jnp.float32
+) -> jax.Array:
+    """rfft2 of a field of i.i.d. standard normals on the grid, drawn directly in spectral space.
+
+    For ξ_j i.i.d. N(0, 1) at the n² points, ξ̂ = rfft2(ξ) is a complex Gaussian vector with
+    ξ̂_{−k} = conj(ξ̂_k), Re ξ̂_k and Im ξ̂_k independent N(0, n²/2) where k ≠ −k (mod n), and
+    ξ̂_k real N(0, n²) at the four self-conjugate modes (k_x, k_y ∈ {0, n/2}). This draws
+    Z = (a + ib)·n/√2 with a, b i.i.d. N(0, 1) on the whole `[n, n//2+1]` layout and replaces the
+    columns k_y = 0 and k_y = n/2 (whose ±k_x partners are both stored) by (Z_k + conj Z_{−k})/√2,
+    which has exactly that law; so `to_physical(white_noise_hat(…))` is distributed as i.i.d.
+    N(0, 1) point values, without the forward transform (tests/physics/test_grid.py checks the
+    covariance). Uses n(n + 2) normals (n² are the minimum). Returns `[n, n//2+1]` complex.
+    """
+    n = grid.size
+    real_dtype = jnp.dtype(dtype)
+    # drawn flat: threefry fills a flat array faster than one whose last axis is odd (n/2 + 1)
+    count = 2 * grid.rfft_shape[0] * grid.rfft_shape[1]
+    ab = jax.random.normal(key, (count,), real_dtype).reshape(2, *grid.rfft_shape)
+    ab = ab * np.asarray(n / np.sqrt(2), real_dtype)
+    z = jax.lax.complex(ab[0], ab[1])
+
+    def hermitian(column: jax.Array) -> jax.Array:  # [n, 1]: row k_x ↔ row −k_x mod n
+        partner = jnp.roll(column[::-1], 1, axis=0)
+        return (column + jnp.conj(partner)) * np.asarray(1 / np.sqrt(2), real_dtype)
+
+    return jnp.concatenate([hermitian(z[:, :1]), z[:, 1:-1], hermitian(z[:, -1:])], axis=1)
+
+
 def band_wavenumbers(half: int, length: float) -> tuple[np.ndarray, np.ndarray]:
     """Centred (kx, ky) meshes `[2K+1, 2K+1]` in cycles per unit length for |k| ≤ K."""
     k = np.arange(-half, half + 1) / length

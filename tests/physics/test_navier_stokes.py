@@ -13,6 +13,7 @@ import pytest
 from closurejax.evaluation import metrics
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
+from tests.jaxpr_counts import count_work
 
 UNFORCED = dict(forcing="none", noise_sigma=0.0)
 
@@ -178,3 +179,74 @@ def test_kolmogorov_forcing_with_drag_reaches_the_laminar_balance(x64):
     _, y = solver.grid.coordinates()
     expected = -0.2 * q * np.cos(q * y) / (0.05 * q**2 + 0.5)
     np.testing.assert_allclose(omega, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("stepper", "closure"),
+    [(s, c) for s in ns.STEPPERS for c in ns.CLOSURES if c != "G" or s == "semi_implicit"],
+)
+def test_step_cost_counts_the_work_the_step_does(stepper: str, closure: str) -> None:
+    """`Solver.step_cost` is what the traced step does: rfft2/irfft2 fields and normals drawn
+    (closure G exists for the semi-implicit scheme only)."""
+    params = ns.FlowParams(noise_modes=5)
+    solver = ns.make_solver(params, 16, stepper=stepper, closure=closure)
+    state = solver.initial_state(jnp.zeros((16, 16)))
+    key = jax.random.PRNGKey(0)
+    args = (state, key) if closure == "none" else (state, key, jnp.zeros((16, 16)))
+    cost = solver.step_cost
+    assert count_work(solver.step, *args) == cost._asdict()
+    stages = {"semi_implicit": 1, "cn_rk4": 5}[stepper]
+    advects = closure != "H"  # H replaces advection (and the noise), G the viscous term and noise
+    assert cost.inverse == 4 * stages * advects
+    noisy = closure in ("none", "Pi")
+    assert cost.normals == (2 * 11 * 11 if noisy else 0)  # the band |k| ≤ 5, re and im
+    assert (solver.ffts_forward_per_step, solver.ffts_inverse_per_step) == (
+        cost.forward,
+        cost.inverse,
+    )
+    if closure != "none":  # given spectrally, the closure needs no transform
+        hat_args = (state, key, jnp.zeros(solver.grid.rfft_shape, jnp.complex64))
+        assert count_work(solver.step_hat, *hat_args)["forward"] == cost.forward - 1
+
+
+@pytest.mark.parametrize("closure", ["H", "G", "Pi"])
+def test_step_hat_equals_step_with_the_transformed_closure(closure: str) -> None:
+    solver = ns.make_solver(ns.FlowParams(noise_modes=5), 16, closure=closure)
+    state = solver.initial_state(ic.gaussian_random_field(jax.random.PRNGKey(0), 16))
+    field = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (16, 16))
+    key = jax.random.PRNGKey(2)
+    a = jax.jit(solver.step)(state, key, field)
+    b = jax.jit(solver.step_hat)(state, key, solver.grid.to_spectral(field))
+    np.testing.assert_array_equal(a.omega_hat, b.omega_hat)
+    with pytest.raises(ValueError, match="needs a closure field"):
+        solver.step_hat(state, key)
+
+
+def test_members_advanced_in_slices_equal_the_vmapped_batch_bit_for_bit() -> None:
+    solver = ns.make_solver(ns.FlowParams(noise_modes=5), 16)
+    omega = jax.vmap(lambda k: ic.gaussian_random_field(k, 16))(
+        jax.random.split(jax.random.PRNGKey(0), 5)
+    )
+    states, keys = solver.initial_state(omega), jax.random.split(jax.random.PRNGKey(1), 5)
+
+    def run(s: ns.State, k: jax.Array) -> ns.State:
+        return ns.advance(solver.step, s, k, 7)
+
+    batched = jax.jit(jax.vmap(run))(states, keys)
+    for slice_size in (1, 2, None):  # 2: two slices and a remainder of one
+        sliced = jax.jit(lambda s, k, n=slice_size: ns.map_members(run, n, s, k))(states, keys)
+        np.testing.assert_array_equal(sliced.omega_hat, batched.omega_hat)
+        np.testing.assert_array_equal(sliced.step, batched.step)
+    # slicing runs the members' time loops inside one loop over slices; None is one vmap
+    sliced = str(jax.make_jaxpr(lambda s, k: ns.map_members(run, 2, s, k))(states, keys))
+    whole = str(jax.make_jaxpr(lambda s, k: ns.map_members(run, None, s, k))(states, keys))
+    assert sliced.count("scan[") > whole.count("scan[")
+
+
+def test_members_per_slice_keeps_a_slice_within_the_cache() -> None:
+    # float32: 8 arrays of n² × 4 bytes per field against 2 MiB
+    assert ns.members_per_slice(256, backend="cpu") == 1
+    assert ns.members_per_slice(128, backend="cpu") == 4
+    assert ns.members_per_slice(64, backend="cpu") == 16
+    assert ns.members_per_slice(128, jnp.float64, backend="cpu") == 2
+    assert ns.members_per_slice(64, backend="gpu") is None

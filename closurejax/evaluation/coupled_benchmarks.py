@@ -23,8 +23,14 @@ members (quick: 16², M = 2, a tiny network) and records, for every closure mode
   `member_step_seconds × 100 members × 20 000 steps` (exact at M = 100; at M = 1, the members
   run one after another). Compare with paper B's GPU numbers in the record's config.
 
-and for the baseline `coupled/none/m{M}/step_seconds`, `…/member_step_seconds` and
-`…/paper_run_seconds`.
+and for the baseline — the papers' "without closure" run: the closure-H solver fed the zero
+field, with the reuse noise (`NoClosure`) — `coupled/none/m{M}/step_seconds`,
+`…/member_step_seconds`, `…/paper_run_seconds` and `…/floor_ratio`: its step time over the time of
+the work it must do (`CoupledStep.cost`: on reuse steps n² normals per member for the reuse noise,
+drawn in spectral space, and nothing else; on sampling steps nothing), timed as `fft_floor`
+chains in the same interleaved rounds; target ≤ 1.5 at M = 100. Beside it,
+`coupled/dns/m{M}/member_step_seconds`: the full solver step (advection and forcing noise, no
+closure) at the same grid, per member.
 
 Timing: every function is called once to compile (discarded); then, `repeats` times in turn, the
 no-closure rollout, each case's rollout and each case's network functions are called, and the
@@ -62,7 +68,7 @@ import numpy as np
 from jax import lax
 
 from closurejax.diffusion import conditional
-from closurejax.evaluation.benchmarks import BenchRecord, record
+from closurejax.evaluation.benchmarks import BenchRecord, make_fft_chain, record
 from closurejax.physics import initial_conditions
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
@@ -76,6 +82,7 @@ __all__ = [
     "Sizes",
     "chained",
     "coupled_benchmarks",
+    "floor_chains",
     "fastest_interleaved",
     "pcdm_case",
     "pcdm_network",
@@ -93,6 +100,9 @@ PAPER = {
 """Paper B's online run (papers.md): the setting the `paper_run_seconds` records project to."""
 
 NETWORK_RATIO_TARGET = 1.1
+NONE_FLOOR_RATIO_TARGET = 1.5
+"""Target of `coupled/none/m100/floor_ratio`: the no-closure step within 1.5× of its counted
+work (`CoupledStep.cost`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +354,29 @@ CASES: tuple[CaseFactory, ...] = (pcdm_case, lcdm_case)
 """The closure models the group times: paper B's P-CDM and L-CDM."""
 
 
+def floor_chains(
+    step: coupled.CoupledStep, members: int, steps: int
+) -> dict[str, Callable[[], Any]]:
+    """Timed functions whose summed time is the floor of `steps` coupled steps of `members`:
+    per branch of `step.cost` with any work, a `fft_floor` chain of that branch's transforms and
+    normals on `[members, n, n]`, run for the number of steps that take the branch (1 in every
+    `step.every` samples, the rest reuse). Returns `{branch: fn}`."""
+    n = step.solver.size
+    counts = {"sample": steps // step.every, "reuse": steps - steps // step.every}
+    shape = (members, n, n)
+    out = {}
+    for branch, cost in step.cost.items():
+        if counts[branch] == 0 or cost.forward + cost.inverse + cost.normals == 0:
+            continue
+        chain = make_fft_chain(
+            shape, cost.forward, cost.inverse, counts[branch], normals=cost.normals
+        )
+        r = jax.random.normal(jax.random.PRNGKey(0), shape)
+        c = jnp.fft.rfft2(r)
+        out[branch] = lambda chain=chain, r=r, c=c: chain(r, c)
+    return out
+
+
 def _flow(n: int) -> ns.FlowParams:
     """Paper A/B's flow (ν = 1e-3, dt = 1e-3, diagonal forcing, σ = 5e-5), noise band < n/2."""
     return ns.FlowParams(noise_modes=min(ns.FlowParams().noise_modes, n // 2 - 1))
@@ -386,14 +419,17 @@ def coupled_benchmarks(
     sz = sizes(quick)
     every, reuse = PAPER["every"], PAPER["reuse_noise"]
     key = jax.random.PRNGKey(0)
-    built = [factory(sz, jax.random.fold_in(key, i)) for i, factory in enumerate(cases or CASES)]
+    factories = CASES if cases is None else cases
+    built = [factory(sz, jax.random.fold_in(key, i)) for i, factory in enumerate(factories)]
     names = [case.name for case in built]
-    if "none" in names or len(set(names)) != len(names):
-        raise ValueError(f"case names must be distinct and not 'none', got {names}")
+    if {"none", "dns"} & set(names) or len(set(names)) != len(names):
+        raise ValueError(f"case names must be distinct and not 'none' or 'dns', got {names}")
     flow = _flow(sz.n)
     solver_h = ns.make_solver(flow, sz.n, closure="H")
-    solver_none = ns.make_solver(flow, sz.n)
-    baseline = coupled.make_coupled_step(solver_none, coupled.NoClosure(), every, reuse)
+    # the papers' "without closure" run: the closure-H solver with the zero field (+ reuse noise)
+    baseline = coupled.make_coupled_step(solver_h, coupled.NoClosure(), every, reuse)
+    solver_dns = ns.make_solver(flow, sz.n)  # the solver alone: the full step at the coarse grid
+    dns_step = coupled.make_coupled_step(solver_dns, coupled.NoClosure(), every, reuse)
     paper_member_steps = PAPER["members"] * PAPER["steps"]
     out: list[BenchRecord] = []
     for members in sz.members:
@@ -403,7 +439,11 @@ def coupled_benchmarks(
         common = {"n": sz.n, "members": members, "steps": steps, "repeats": repeats}
         carry_h = _initial_carry(solver_h, members, key)
         fns: dict[str, Callable[[], Any]] = {}
-        fns["none"], _ = _rollout(baseline, _initial_carry(solver_none, members, key), steps)
+        fns["none"], _ = _rollout(baseline, carry_h, steps)
+        dns = _initial_carry(solver_dns, members, key)
+        fns["dns"], _ = _rollout(dns_step, dns, steps)
+        floor_fns = floor_chains(baseline, members, steps)
+        fns.update({f"none/floor/{branch}": fn for branch, fn in floor_fns.items()})
         networks, reports = {}, {}
         for case in built:
             step = coupled.make_coupled_step(solver_h, case.source, every, reuse)
@@ -416,11 +456,28 @@ def coupled_benchmarks(
         seconds = fastest_interleaved(fns, repeats)
 
         none_step = seconds["none"] / steps
+        floor = sum(seconds[f"none/floor/{branch}"] for branch in floor_fns) / steps
+        solver_step = seconds["dns"] / steps / members
         paper = {"paper_gpu_seconds": PAPER["gpu_seconds"]["none"], **common}
+        floor_config = {
+            **common,
+            "cost_per_member": {b: c._asdict() for b, c in baseline.cost.items()},
+            "step_seconds": none_step,
+            "floor_step_seconds": floor,
+            "solver_member_step_seconds": solver_step,
+        }
         prefix = f"coupled/none/m{members}"
         out += [
             record(f"{prefix}/step_seconds", none_step, "s", config=common),
-            record(f"{prefix}/member_step_seconds", none_step / members, "s", config=common),
+            record(f"{prefix}/member_step_seconds", none_step / members, "s", config=floor_config),
+            record(f"coupled/dns/m{members}/member_step_seconds", solver_step, "s", config=common),
+            record(
+                f"{prefix}/floor_ratio",
+                none_step / floor,
+                "ratio",
+                target=NONE_FLOOR_RATIO_TARGET if members == PAPER["members"] else None,
+                config=floor_config,
+            ),
             record(
                 f"{prefix}/paper_run_seconds",
                 none_step / members * paper_member_steps,

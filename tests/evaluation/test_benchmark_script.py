@@ -50,7 +50,7 @@ def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
         for stepper in ("semi_implicit", "cn_rk4")
         for n in (16, 32)
         for b in (1, 2)
-        for metric in ("steps_per_s", "fft_ratio")
+        for metric in ("steps_per_s", "floor_ratio")
     }
     assert set(records) == expected | {"other/kept"}  # stale solver row replaced, other kept
     for name in expected:

@@ -103,8 +103,8 @@ def test_corrupt_file_raises_and_is_untouched(tmp_path: Path, content: str) -> N
 
 def test_format_table() -> None:
     records = [
-        _rec("solver/cn_rk4/n256/b16/fft_ratio", 1.2, target=1.5),
-        _rec("solver/cn_rk4/n256/b1/fft_ratio", 2.0, target=1.5),
+        _rec("solver/cn_rk4/n256/b16/floor_ratio", 1.2, target=1.5),
+        _rec("solver/cn_rk4/n256/b1/floor_ratio", 2.0, target=1.5),
         _rec("solver/semi_implicit/n64/b1/steps_per_s", 1234.5678),
     ]
     table = bench.format_table(records)
@@ -192,3 +192,25 @@ def test_fft_floor_validates_and_times() -> None:
         bench.fft_floor((8,), 2)
     with pytest.raises(ValueError, match="dtype"):
         bench.fft_floor((8, 8), 2, jnp.int32)
+    # draws alone are a floor too; no work at all, or a negative count, is refused
+    assert 0 < bench.fft_floor((2, 8, 8), n_forward=0, n_inverse=0, normals=64, repeats=2) < 5
+    with pytest.raises(ValueError, match="positive sum"):
+        bench.fft_floor((8, 8), n_forward=0, n_inverse=0)
+    with pytest.raises(ValueError, match="normals"):
+        bench.fft_floor((8, 8), 2, normals=-1)
+
+
+def test_floor_chain_draws_fresh_normals_every_iteration() -> None:
+    """The draws reach the result (no DCE) and differ between iterations (no CSE): r moves by
+    1e-9 × a sum of `normals` fresh N(0, 1) numbers per iteration, a random walk."""
+    shape = (3, 8, 8)
+    r = jnp.zeros(shape)
+    c = jnp.fft.rfft2(r)
+    steps, normals = 50, 400
+    out_r, _ = bench.make_fft_chain(shape, 0, 0, steps, normals=normals)(r, c)
+    walk = np.asarray(out_r[:, 0, 0]) / 1e-9  # per field: a sum of steps × normals N(0, 1)
+    assert np.all(np.abs(walk) > 0)
+    assert np.std(walk) < 5 * np.sqrt(steps * normals)
+    assert len(set(np.round(walk, 3))) == 3  # each field its own draws
+    text = str(jax.make_jaxpr(bench.make_fft_chain(shape, 0, 0, steps, normals=normals))(r, c))
+    assert "random_bits" in text or "threefry" in text

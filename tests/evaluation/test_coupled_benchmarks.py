@@ -24,7 +24,8 @@ METRICS = {
     "network_ratio": "ratio",
     "paper_run_seconds": "s",
 }
-BASELINE_METRICS = ("step_seconds", "member_step_seconds", "paper_run_seconds")
+BASELINE_METRICS = ("step_seconds", "member_step_seconds", "paper_run_seconds", "floor_ratio")
+BASELINE_UNITS = {"floor_ratio": "ratio"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,10 @@ def test_quick_group_names_units_and_values(records: dict[str, bench.BenchRecord
     assert sz.n == 16 and sz.tiny and all(k % cb.PAPER["every"] == 0 for k in sz.steps.values())
     expected = {}
     for m in sz.members:
-        expected |= {f"coupled/none/m{m}/{k}": METRICS[k] for k in BASELINE_METRICS}
+        expected |= {
+            f"coupled/none/m{m}/{k}": BASELINE_UNITS.get(k) or METRICS[k] for k in BASELINE_METRICS
+        }
+        expected[f"coupled/dns/m{m}/member_step_seconds"] = "s"
         for case in ("pcdm", "lcdm"):
             expected |= {f"coupled/{case}/m{m}/{k}": unit for k, unit in METRICS.items()}
     assert {name: r.unit for name, r in records.items()} == expected
@@ -75,6 +79,16 @@ def test_quick_group_ratios_match_the_seconds(records: dict[str, bench.BenchReco
     for m, case in itertools.product(cb.sizes(quick=True).members, ("pcdm", "lcdm")):
         value = {k: records[f"coupled/{case}/m{m}/{k}"].value for k in METRICS}
         none = {k: records[f"coupled/none/m{m}/{k}"].value for k in BASELINE_METRICS}
+        floor = records[f"coupled/none/m{m}/floor_ratio"].config
+        assert none["floor_ratio"] == pytest.approx(
+            none["step_seconds"] / floor["floor_step_seconds"], rel=1e-12
+        )
+        # the papers' no-closure run: sampling steps do nothing, reuse steps draw n² normals
+        n = cb.sizes(quick=True).n
+        assert floor["cost_per_member"] == {
+            "sample": {"forward": 0, "inverse": 0, "normals": 0},
+            "reuse": {"forward": 0, "inverse": 0, "normals": n * n},
+        }
         config = records[f"coupled/{case}/m{m}/network_ratio"].config
         assert value["no_closure_ratio"] == pytest.approx(
             value["step_seconds"] / none["step_seconds"], rel=1e-12

@@ -312,7 +312,8 @@ def make_fft_chain(
     rfft2 and `n_inverse` irfft2 over the last two axes (runs of same-direction transforms as one
     call over a stacked axis `[..., k, n, n]` when `stack`) and drawing `normals` standard normals
     per field (`[..., normals]` from the iteration's key, JAX's default generator, as the solver
-    draws its noise).
+    draws its noise), averaged into a carried `[..., normals]` array as a transform's output is
+    averaged into the carried field: every piece of work lands in memory once.
     """
     n = tuple(shape[-2:])
     calls = _schedule(n_forward, n_inverse, stack) if n_forward + n_inverse else []
@@ -339,8 +340,8 @@ def make_fft_chain(
         k = y.shape[-3]
         return sum(y[..., j, :, :] for j in range(k)) / k
 
-    def one_step(carry: tuple[jax.Array, jax.Array], i: jax.Array) -> tuple[Any, None]:
-        r, c = carry
+    def one_step(carry: tuple[jax.Array, ...], i: jax.Array) -> tuple[Any, None]:
+        r, c, d = carry
         for (forward, _), a in zip(calls, call_scales, strict=True):
             # Transform i reads a_i × the latest value of one array and is averaged into the
             # other. The distinct a_i keep any two transforms from reading the same value (no
@@ -353,13 +354,14 @@ def make_fft_chain(
             else:
                 r = 0.5 * (r + merged(jnp.fft.irfft2(scaled(c, a), s=n, axes=(-2, -1))))
         if normals:
-            # each draw reaches the result through a tiny multiple of its sum (no DCE)
-            z = jax.random.normal(jax.random.fold_in(key, i), (*shape[:-2], normals), r.dtype)
-            r = r + 1e-9 * jnp.sum(z, axis=-1)[..., None, None]
-        return (r, c), None
+            d = 0.5 * (d + jax.random.normal(jax.random.fold_in(key, i), d.shape, d.dtype))
+        return (r, c, d), None
 
     def chain(r: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
-        (r, c), _ = lax.scan(one_step, (r, c), jnp.arange(steps))
+        d = jnp.zeros((*shape[:-2], normals), r.dtype)
+        (r, c, d), _ = lax.scan(one_step, (r, c, d), jnp.arange(steps))
+        if normals:  # the draws reach the result (no DCE)
+            r = r + 1e-9 * jnp.sum(d, axis=-1)[..., None, None]
         return r, c
 
     return jax.jit(chain)
@@ -394,11 +396,12 @@ def fft_floor(
 
     To keep XLA from merging identical transforms or dropping unused ones, each transform reads
     the latest state scaled by its own constant and its output is averaged into the carried
-    state (the draws enter through their sum); so besides the FFTs and draws the time includes a
-    fused elementwise scale and average per call (memory-bound, a pass or two over the arrays)
-    and the loop overhead, which a solver step pays as well (it forms spectral derivatives and
-    sums terms the same way). Whatever else a pseudo-spectral step that does this work computes
-    can only add to this time.
+    state (the draws are averaged into a carried array of their own: a drawn number is stored at
+    least once, as a solver stores the noise it adds); so besides the FFTs and draws the time
+    includes a fused elementwise scale and average per call (memory-bound, a pass or two over the
+    arrays) and the loop overhead, which a solver step pays as well (it forms spectral
+    derivatives and sums terms the same way). Whatever else a pseudo-spectral step that does
+    this work computes can only add to this time.
 
     Args:
       shape: real array shape `[..., n, n]`.

@@ -113,6 +113,10 @@ class Sizes:
       n: grid points per side.
       members: ensemble sizes M.
       steps: solver steps K per timed rollout, per M (multiples of `PAPER["every"]`).
+      baseline_steps: steps per timed rollout of the no-closure and solver-alone runs and their
+        floor, per M: many more, since a step of theirs costs microseconds and a rollout call has
+        a fixed cost of its own (K = 5 at M = 100 measured the call, not the step: 3.1 ms per
+        step against 1.6 ms over 200 steps).
       repeats: timed rounds per M (after one compiling call of each function).
       tiny: build the tiny network of the quick run instead of paper B's.
     """
@@ -122,17 +126,19 @@ class Sizes:
     steps: Mapping[int, int]
     repeats: Mapping[int, int]
     tiny: bool
+    baseline_steps: Mapping[int, int]
 
 
 def sizes(quick: bool) -> Sizes:
-    """Full: 64², M ∈ (1, 100), K = 50 / 5 steps. Quick: 16², M = 2, K = 10, tiny network.
+    """Full: 64², M ∈ (1, 100), K = 50 / 5 steps (baselines 2000 / 200). Quick: 16², M = 2,
+    K = 10 (baselines 20), tiny network.
 
     At M = 100 one 5-step block (one closure sample) takes ≈ 10 s on a 2-core CPU, so the full
     run times one block there (3 rounds after a compiling call: ≈ 2 min with the network timings).
     """
     if quick:
-        return Sizes(16, (2,), {2: 10}, {2: 2}, True)
-    return Sizes(64, (1, 100), {1: 50, 100: 5}, {1: 10, 100: 3}, False)
+        return Sizes(16, (2,), {2: 10}, {2: 2}, True, {2: 20})
+    return Sizes(64, (1, 100), {1: 50, 100: 5}, {1: 10, 100: 3}, False, {1: 2000, 100: 200})
 
 
 def fastest_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -434,15 +440,18 @@ def coupled_benchmarks(
     out: list[BenchRecord] = []
     for members in sz.members:
         steps, repeats = sz.steps[members], sz.repeats[members]
-        if steps % every:
-            raise ValueError(f"steps={steps} for M={members} must be a multiple of every={every}")
+        base_steps = sz.baseline_steps[members]
+        for k in (steps, base_steps):
+            if k % every:
+                raise ValueError(f"steps={k} for M={members} must be a multiple of every={every}")
         common = {"n": sz.n, "members": members, "steps": steps, "repeats": repeats}
+        base_common = {**common, "steps": base_steps}
         carry_h = _initial_carry(solver_h, members, key)
         fns: dict[str, Callable[[], Any]] = {}
-        fns["none"], _ = _rollout(baseline, carry_h, steps)
+        fns["none"], _ = _rollout(baseline, carry_h, base_steps)
         dns = _initial_carry(solver_dns, members, key)
-        fns["dns"], _ = _rollout(dns_step, dns, steps)
-        floor_fns = floor_chains(baseline, members, steps)
+        fns["dns"], _ = _rollout(dns_step, dns, base_steps)
+        floor_fns = floor_chains(baseline, members, base_steps)
         fns.update({f"none/floor/{branch}": fn for branch, fn in floor_fns.items()})
         networks, reports = {}, {}
         for case in built:
@@ -455,12 +464,12 @@ def coupled_benchmarks(
                 fns[f"{case.name}/{label}"] = lambda fn=fn, args=args: fn(*args)
         seconds = fastest_interleaved(fns, repeats)
 
-        none_step = seconds["none"] / steps
-        floor = sum(seconds[f"none/floor/{branch}"] for branch in floor_fns) / steps
-        solver_step = seconds["dns"] / steps / members
-        paper = {"paper_gpu_seconds": PAPER["gpu_seconds"]["none"], **common}
+        none_step = seconds["none"] / base_steps
+        floor = sum(seconds[f"none/floor/{branch}"] for branch in floor_fns) / base_steps
+        solver_step = seconds["dns"] / base_steps / members
+        paper = {"paper_gpu_seconds": PAPER["gpu_seconds"]["none"], **base_common}
         floor_config = {
-            **common,
+            **base_common,
             "cost_per_member": {b: c._asdict() for b, c in baseline.cost.items()},
             "step_seconds": none_step,
             "floor_step_seconds": floor,
@@ -468,9 +477,11 @@ def coupled_benchmarks(
         }
         prefix = f"coupled/none/m{members}"
         out += [
-            record(f"{prefix}/step_seconds", none_step, "s", config=common),
+            record(f"{prefix}/step_seconds", none_step, "s", config=base_common),
             record(f"{prefix}/member_step_seconds", none_step / members, "s", config=floor_config),
-            record(f"coupled/dns/m{members}/member_step_seconds", solver_step, "s", config=common),
+            record(
+                f"coupled/dns/m{members}/member_step_seconds", solver_step, "s", config=base_common
+            ),
             record(
                 f"{prefix}/floor_ratio",
                 none_step / floor,

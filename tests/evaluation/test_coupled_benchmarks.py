@@ -71,6 +71,7 @@ def test_full_sizes_are_the_papers_setting() -> None:
     full = cb.sizes(quick=False)
     assert full.n == 64 and full.members == (1, 100) and not full.tiny
     assert all(full.steps[m] % cb.PAPER["every"] == 0 for m in full.members)
+    assert all(full.baseline_steps[m] % cb.PAPER["every"] == 0 for m in full.members)
     assert cb.PAPER["every"] == 5 and cb.PAPER["reuse_noise"] == 5e-5
 
 

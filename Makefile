@@ -6,6 +6,8 @@
 #   make lint        ruff check + format check                 make format      ruff format + fix
 #   make demo        experiments/demo.py  (WORKDIR=workdirs/demo)
 #   make bench       experiments/benchmark.py  (BENCH_OUT=bench.json, ONLY=solver,... to filter)
+#   make reproduce   a whole study: STUDY=paper_a_h_cpu (experiments/configs/$(STUDY).py),
+#                    WORKDIR=workdirs/$(STUDY), results copied to experiments/results/$(STUDY)
 #   make clean       remove caches (keeps .venv and workdirs)
 
 SHELL := /bin/bash
@@ -21,8 +23,11 @@ SRC := closurejax experiments tests
 WORKDIR ?= workdirs/demo
 BENCH_OUT ?= bench.json
 ONLY ?=
+STUDY ?= paper_a_h_cpu
+# make reproduce: WORKDIR given on the command line, else workdirs/$(STUDY)
+STUDY_WORKDIR = $(if $(filter command line,$(origin WORKDIR)),$(WORKDIR),workdirs/$(STUDY))
 
-.PHONY: install test test-slow test-colabs lint format demo bench clean
+.PHONY: install test test-slow test-colabs lint format demo bench reproduce clean
 
 install: $(STAMP)
 
@@ -59,6 +64,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) experiments/benchmark.py --output=$(BENCH_OUT) $(if $(ONLY),--only=$(ONLY),)
+
+reproduce: $(STAMP)
+	$(VPY) experiments/reproduce.py --config=experiments/configs/$(STUDY).py \
+		--workdir=$(STUDY_WORKDIR) --results=experiments/results/$(STUDY)
 
 clean:
 	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -type d \( -name __pycache__ \

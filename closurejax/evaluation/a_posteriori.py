@@ -4,7 +4,8 @@
 ensemble per closure source of `config.simulation.sources`, the a-posteriori metrics over time
 (`closurejax.evaluation.online`), a JSON file and figures, all under `<workdir>/simulation`:
 
-* `reference.npz` — the reference on the coarse grid;
+* `reference_dns.npz` — the reference on the coarse grid (not `reference.npz`: that name is the
+  result of the source "reference", the DNS's exact closure);
 * `<source>.npz` — snapshot times `[S]`, the ensemble mean `[S, n, n]` and the first
   `keep_members` members `[m, S, n, n]`, first non-finite step per member; a finished source is
   not rerun (delete the file to force it); `<source>.partial.npz` while it runs, so a killed run
@@ -125,13 +126,15 @@ def run_online(
     keep_members: int = 4,
     figures: bool = True,
     log: Callable[[str], None] = print,
+    folder: str = "simulation",
 ) -> dict[str, Any]:
-    """The online test of `config` in `<workdir>/simulation` (module docstring); returns the
-    results dict also written to `results.json`. `log` gets one line for every stale cached
-    file recomputed."""
+    """The online test of `config` in `<workdir>/<folder>` (module docstring; default
+    "simulation"); returns the results dict also written to `results.json`. `log` gets one line
+    for every stale cached file recomputed. Another `folder` keeps a second run of the same study
+    (e.g. another sampler) beside the first instead of replacing its cached results."""
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     workdir = Path(workdir).resolve()
-    out = workdir / "simulation"
+    out = workdir / folder
     study = generate.Study.from_config(config)
     spec = OnlineSpec.from_config(config)
     dt = study.params.dt
@@ -162,7 +165,7 @@ def run_online(
         }
     )
     ref_fp = _fingerprint(ref_key)
-    ref_path = out / "reference.npz"
+    ref_path = out / "reference_dns.npz"
     reference = Reference.load(ref_path, ref_fp)
     if reference is None:
         if (why := _stale(ref_path, ref_fp, ref_key)) is not None:

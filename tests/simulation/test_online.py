@@ -375,3 +375,19 @@ def test_checkpoint_folders_of_each_source(tmp_path) -> None:
             tmp_path,
             ns.make_solver(ns.FlowParams.from_config(config["physics"]), 32, "semi_implicit", "H"),
         )
+
+
+def test_the_reference_source_and_the_reference_dns_do_not_share_a_cache_file(study) -> None:
+    """The source "reference" (the DNS's exact closure) and the cached reference DNS once both
+    lived in `reference.npz`, so each run recomputed both; a second run now reuses everything."""
+    config, workdir = study
+    config = {**config, "simulation": {**config["simulation"], "sources": ("reference",)}}
+    first = a_posteriori.run_online(config, workdir, show_progress=False, figures=False)
+    lines: list[str] = []
+    second = a_posteriori.run_online(
+        config, workdir, show_progress=False, figures=False, log=lines.append
+    )
+    assert lines == []
+    assert second["reference_seconds"] == 0.0  # the reference DNS came from its cache
+    assert second["sources"]["reference"]["seconds"] == first["sources"]["reference"]["seconds"]
+    assert (workdir / "simulation" / "reference_dns.npz").exists()

@@ -124,11 +124,12 @@ def test_joint_training_resumes_exactly_and_restores_bit_identical(study, tmp_pa
 
 @pytest.mark.slow  # ≈ 30 s on 2 cores; `make test-slow` (and CI) runs it
 def test_offline_evaluation_of_the_latent_model_beside_its_pcdm(study, capsys):
-    """experiments/evaluate_offline.py on the joint run (trained above) and a P-CDM of the
-    config's model section: reconstruction, sample scores, cost, JSON and table."""
+    """The offline test (`offline_study`, behind experiments/evaluate_offline.py) on the joint
+    run (trained above) and a P-CDM of the config's model section: reconstruction, sample
+    scores, cost, JSON and table."""
     import ml_collections
 
-    from experiments import evaluate_offline
+    from closurejax.evaluation import offline_study
 
     config, workdir = study
     if not (workdir / "latent").exists():
@@ -137,11 +138,11 @@ def test_offline_evaluation_of_the_latent_model_beside_its_pcdm(study, capsys):
     config.evaluation.ensemble_size = 2
     config.evaluation.max_snapshots = 2
     # without a P-CDM: the reason it is skipped
-    assert "no P-CDM run" in evaluate_offline._load_pcdm(config, workdir, use_ema=True)
+    assert "no P-CDM run" in offline_study._load_pcdm(config, workdir, use_ema=True)
     pcdm = config.to_dict()
     pcdm["model"]["kind"] = "score"
     run.train(pcdm, workdir, num_steps=1, show_progress=False)  # -> workdir/score
-    results = evaluate_offline.evaluate(config, workdir)
+    results = offline_study.evaluate(config, workdir)
     assert results["latent_run"] == "latent" and results["training_mode"] == "joint"
     latent, score = results["latent/n16"], results["score/n16"]
     for r in (latent, score):
@@ -165,7 +166,7 @@ def test_offline_evaluation_of_the_latent_model_beside_its_pcdm(study, capsys):
     assert saved["latent/n16"]["reconstruction"]["omega"]["mse"] == recon["omega"]["mse"]
     for name in ("latent_closure_n16.png", "score_closure_n16.png", "reconstruction.png"):
         assert (out / name).stat().st_size > 0
-    table = evaluate_offline.format_results(results)
+    table = offline_study.format_results(results)
     assert "latent/n16" in table and "score/n16" in table and "recon H" in table
 
 

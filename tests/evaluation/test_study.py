@@ -1,0 +1,161 @@
+"""The whole-study driver on a tiny study: every stage, the summary, reuse, resume of the stage
+times, export of the results and the exported weights."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from closurejax.evaluation import study as study_lib
+from closurejax.training import run
+from tests.tiny import tiny_config
+
+
+def tiny_study() -> dict:
+    config = tiny_config(fine_size=32, coarse_size=16, zero_shot_sizes=(32,))
+    config["name"] = "tiny_study"
+    config["physics"]["noise_modes"] = 7  # the band must fit the 16² solver
+    config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
+    config["training"].update(
+        batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"
+    )
+    config["evaluation"].update(ensemble_size=3, max_snapshots=2)
+    config["sampler"]["num_steps"] = 2
+    config["simulation"].update(
+        trajectory=0,
+        t_start=0.01,
+        t_end=0.05,
+        every=2,
+        ensemble_size=2,
+        save_interval=0.01,
+        sources=("none", "diffusion", "regression", "reference"),
+        figure_times=(0.03, 0.05),
+        animation=False,
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    config = tiny_study()
+    lines: list[str] = []
+    summary = study_lib.run_study(config, workdir, show_progress=False, log=lines.append)
+    return config, workdir, summary, lines
+
+
+@pytest.mark.slow  # the tiny study end to end: ≈ 2.5 min on 2 cores
+def test_every_stage_runs_and_the_summary_has_the_papers_table(finished) -> None:
+    config, workdir, summary, lines = finished
+    assert summary == json.loads((workdir / "study" / "summary.json").read_text())
+    assert set(summary["offline"]) == {"16", "32"}  # training grid and zero-shot
+    for entry in summary["offline"].values():
+        assert set(entry) == {"single", "ensemble_mean", "regression", "crps", "spread_skill"}
+        assert all(np.isfinite(v) and v > 0 for v in entry.values())
+    online = summary["online"]
+    assert online["t"] == [0.03, 0.05]
+    for name in ("none", "diffusion", "regression", "reference", "diffusion_fast"):
+        assert len(online[name]) == 2 and all(v >= 0 for v in online[name]), name
+    assert len(online["diffusion_spread_skill"]) == 2
+    assert online["fast_sampler"]["name"] == "dpm_solver"
+    assert online["fast_sampler"]["num_steps"] == 2
+    assert set(summary["wall_seconds"]) == set(study_lib.STAGES)
+    assert all(s > 0 for s in summary["wall_seconds"].values())
+    # the reference (exact H) beats no closure; the offline numbers are the offline stage's
+    assert online["reference"][-1] < online["none"][-1]
+    metrics = json.loads((workdir / "offline" / "metrics.json").read_text())
+    assert summary["offline"]["16"]["single"] == metrics["score/n16"]["rel_error_sample"]
+    assert summary["offline"]["16"]["regression"] == metrics["regression/n16"]["rel_error"]
+    assert [line for line in lines if line.startswith("study: ")][0] == "study: data …"
+
+
+@pytest.mark.slow  # the tiny study end to end: ≈ 2.5 min on 2 cores
+def test_a_second_run_reuses_every_stage_and_keeps_the_times(finished) -> None:
+    config, workdir, summary, _ = finished
+    offline = workdir / "offline" / "metrics.json"
+    before = offline.stat().st_mtime_ns
+    again = study_lib.run_study(config, workdir, show_progress=False, log=lambda _: None)
+    assert offline.stat().st_mtime_ns == before  # the offline table was reused, not recomputed
+    assert again["offline"] == summary["offline"] and again["online"] == summary["online"]
+    # the wall seconds are those of the runs that produced the results, not of the reuse
+    timings = json.loads((workdir / "study" / "timings.json").read_text())
+    for stage in study_lib.STAGES:
+        first, second = timings[stage][-2:]
+        assert first["completed"] and second["completed"]
+        assert again["wall_seconds"][stage] == pytest.approx(second["seconds"])
+
+
+def test_interrupted_stage_times_add_up_and_bad_requests_are_refused(tmp_path) -> None:
+    t = study_lib._Timings(tmp_path / "timings.json")
+    t.add("data", 5.0, False)  # killed
+    t.add("data", 7.0, True)  # resumed to the end
+    assert t.wall_seconds("data") == 12.0
+    t.add("data", 0.5, True)  # reused
+    assert t.wall_seconds("data") == 0.5
+    assert study_lib._Timings(tmp_path / "timings.json").wall_seconds("online") is None
+    config = tiny_study()
+    with pytest.raises(ValueError, match=r"unknown study stage\(s\) \['train'\]"):
+        study_lib.run_study(config, tmp_path, stages=("train",))
+    config["model"]["kind"] = "regression"
+    with pytest.raises(ValueError, match="model.kind='regression' is invalid for a study"):
+        study_lib.run_study(config, tmp_path)
+    assert not (tmp_path / "dataset").exists()  # refused before any compute
+
+
+@pytest.mark.slow  # the tiny study end to end: ≈ 2.5 min on 2 cores
+def test_exported_results_hold_the_summary_figures_and_weights(finished, tmp_path) -> None:
+    config, workdir, summary, _ = finished
+    folder = tmp_path / "results"
+    written = study_lib.export_results(config, workdir, folder)
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        [
+            "summary.json",
+            "offline_closure.png",
+            "online_error.png",
+            "online_spectra.png",
+            "score_weights.npz",
+            "regression_weights.npz",
+        ]
+    )
+    stored = json.loads((workdir / "study" / "summary.json").read_text())
+    assert json.loads((folder / "summary.json").read_text()) == stored
+    assert stored["offline"] == summary["offline"]
+    for kind in ("score", "regression"):
+        kind_config = study_lib._with_kind(config, kind)
+        model, params = run.load(kind_config, workdir, use_ema=True)
+        loaded, trained_with = study_lib.load_weights(folder / f"{kind}_weights.npz", params)
+        assert trained_with == kind_config
+        for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b, np.float32))
+        wrong = jax.tree.map(lambda a: np.zeros((*np.shape(a), 2)), params)
+        with pytest.raises(ValueError, match="another shape"):
+            study_lib.load_weights(folder / f"{kind}_weights.npz", wrong)
+
+
+def test_launcher_refuses_an_unknown_stage_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "experiments/reproduce.py",
+            "--config=experiments/configs/paper_a_h_cpu.py",
+            f"--workdir={tmp_path / 'w'}",
+            "--stages=data,train",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "reproduce: unknown study stage(s) ['train']; allowed: ('data', 'train_score', "
+        "'train_regression', 'offline', 'online', 'online_fast')"
+    )
+    assert not (tmp_path / "w" / "dataset").exists()

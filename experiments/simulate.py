@@ -33,6 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     del argv
     launch.quiet_library_logs()
+    launch.one_line_warnings()
     try:
         results = study.run_online(
             _CONFIG.value, _WORKDIR.value, _SOURCES.value, show_progress=not _NO_PROGRESS.value

@@ -22,6 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from closurejax.training import run
+from experiments import launch
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, runs).")
@@ -33,6 +34,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.one_line_warnings()
     try:
         run.train(
             _CONFIG.value,

@@ -13,12 +13,24 @@ Compatibility: before restoring, the signature stored with the checkpoint is com
 target state's; a different architecture (parameter tree or shapes) or optimiser raises
 `IncompatibleCheckpointError` naming the first mismatching path and both shapes, instead of a
 deep orbax error.
+
+Integrity: the metadata of every step also records ``"state_sha256"``, the `tree_digest` of the
+saved state (every array's path, shape, dtype and bytes, in tree order), written in the same
+atomic step as the arrays. `restore` recomputes it from the restored arrays and raises
+`CorruptCheckpointError` (one line naming the step folder) on a mismatch (flipped bytes load
+without error otherwise) and on files orbax cannot read (a truncated file, unreadable metadata).
+Checkpoints written before checksums were kept load unverified, with one `CheckpointWarning`.
+`restore_latest(..., skip_corrupt=True)` (resuming a training run) instead falls back to the
+newest intact step, moves the corrupt newer ones to ``<directory>_corrupt/<step>`` (out of the
+run, kept for inspection; their steps are saved afresh) and warns once, naming them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,17 +38,65 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from closurejax.training.state import TrainState
 
-__all__ = ["CheckpointManager", "IncompatibleCheckpointError", "tree_signature"]
+__all__ = [
+    "CheckpointManager",
+    "CheckpointWarning",
+    "CorruptCheckpointError",
+    "IncompatibleCheckpointError",
+    "tree_digest",
+    "tree_signature",
+]
 
 _STATE = "state"
 _METADATA = "metadata"
+_CHECKSUM = "state_sha256"
+_CORRUPT_SUFFIX = "_corrupt"
 
 
 class IncompatibleCheckpointError(ValueError):
     """A checkpoint's state does not fit the target state (other architecture or optimiser)."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint's files cannot be read, or its arrays differ from the checksum saved with
+    them."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint loaded without an integrity check, or corrupt checkpoints skipped on resume."""
+
+
+def _host(leaf: Any) -> np.ndarray:
+    """A leaf as a host array (a replicated array spanning processes: this process's copy)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        leaf = leaf.addressable_data(0)
+    return np.ascontiguousarray(np.asarray(leaf))
+
+
+def tree_digest(tree: Any) -> str:
+    """Hex SHA-256 of every array leaf's path, shape, dtype and bytes, in tree order (leaves are
+    copied to the host; replicated multi-process arrays contribute this process's copy)."""
+    digest = hashlib.sha256()
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    for path, leaf in leaves:
+        array = _host(leaf)
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        digest.update(f"{name}:{array.shape}:{array.dtype};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _brief(error: BaseException, limit: int = 120) -> str:
+    """The first line of `error`'s message, at most `limit` characters (tensorstore's errors
+    run over many lines)."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def tree_signature(tree: Any) -> dict[str, dict[str, Any]]:
@@ -139,7 +199,8 @@ class CheckpointManager:
         return self._manager.latest_step()
 
     def save(self, state: TrainState, metadata: Mapping[str, Any] | None = None) -> int:
-        """Saves `state` at step ``int(state.step)`` with `metadata` (JSON-able) and its signature.
+        """Saves `state` at step ``int(state.step)`` with `metadata` (JSON-able), its signature
+        and its checksum (`tree_digest`).
 
         Returns the step saved. Deletes the oldest checkpoints beyond `keep` once this one is
         complete. Raises `ValueError` if that step is already saved.
@@ -150,6 +211,7 @@ class CheckpointManager:
         meta = _jsonable(dict(metadata or {}))
         meta["step"] = step
         meta["signature"] = tree_signature(state)
+        meta[_CHECKSUM] = tree_digest(state)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -160,39 +222,142 @@ class CheckpointManager:
         return step
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
-        """The JSON metadata of checkpoint `step` (default: the latest)."""
+        """The JSON metadata of checkpoint `step` (default: the latest).
+
+        Raises `CorruptCheckpointError` if it cannot be read or is not a JSON object.
+        """
         step = self._resolve(step)
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
-        )
-        return dict(restored[_METADATA])
+        try:
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
+            )
+            meta = restored[_METADATA]
+        except Exception as error:  # orbax/tensorstore raise many types; all mean unreadable
+            raise CorruptCheckpointError(
+                f"checkpoint {self._directory / str(step)} is corrupt: its metadata cannot be "
+                f"read ({_brief(error)})"
+            ) from error
+        if not isinstance(meta, Mapping):
+            raise CorruptCheckpointError(
+                f"checkpoint {self._directory / str(step)} is corrupt: its metadata is a "
+                f"{type(meta).__name__}, not a JSON object"
+            )
+        return dict(meta)
 
     def restore(self, step: int, target_state: TrainState) -> TrainState:
-        """Restores checkpoint `step` into the structure, dtypes and shardings of `target_state`.
+        """Restores checkpoint `step` into the structure, dtypes and shardings of `target_state`
+        and verifies it against the checksum saved with it.
 
         `target_state` may hold arrays or `jax.ShapeDtypeStruct` s (e.g. from `jax.eval_shape`
-        with shardings attached); the restored arrays take their shardings.
+        with shardings attached); the restored arrays take their shardings. A checkpoint without
+        a checksum (written before they were kept) loads unverified, with a `CheckpointWarning`.
 
         Raises:
           IncompatibleCheckpointError: the checkpoint's arrays differ from the target's in
             paths, shapes or dtypes (the message names the first mismatch, parameters first).
+          CorruptCheckpointError: its files cannot be read (e.g. truncated), or the restored
+            arrays differ from its checksum (e.g. flipped bytes); one line naming the step folder.
         """
         step = self._resolve(step)
-        self.check_compatible(step, target_state)
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(_abstract(target_state))}),
-        )
-        return restored[_STATE]
+        where = self._directory / str(step)
+        meta = self.metadata(step)
+        self._check_signature(meta, step, target_state)
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    **{_STATE: ocp.args.StandardRestore(_abstract(target_state))}
+                ),
+            )
+            state = restored[_STATE]
+        except Exception as error:  # tensorstore errors on truncated or garbled files
+            raise CorruptCheckpointError(
+                f"checkpoint {where} is corrupt: its arrays cannot be read ({_brief(error)})"
+            ) from error
+        expected = meta.get(_CHECKSUM)
+        if expected is None:
+            warnings.warn(
+                f"checkpoint {where} has no checksum (written before closurejax kept them): "
+                "loaded without an integrity check",
+                CheckpointWarning,
+                stacklevel=2,
+            )
+        elif tree_digest(state) != expected:
+            raise CorruptCheckpointError(
+                f"checkpoint {where} is corrupt: its arrays differ from the checksum saved with "
+                "them (damaged files)"
+            )
+        return state
 
-    def restore_latest(self, target_state: TrainState) -> TrainState | None:
-        """`restore` of the latest checkpoint, or None when the directory holds none."""
-        step = self.latest_step()
-        return None if step is None else self.restore(step, target_state)
+    def restore_latest(
+        self, target_state: TrainState, skip_corrupt: bool = False
+    ) -> TrainState | None:
+        """`restore` of the latest checkpoint, or None when the directory holds none.
+
+        With `skip_corrupt` (resuming training), a corrupt latest checkpoint does not raise:
+        the newest intact one is restored instead (None if none is intact), the corrupt newer
+        ones are moved to ``<directory>_corrupt/<step>`` so that their steps can be saved again,
+        and one `CheckpointWarning` names them.
+        """
+        steps = self.all_steps()
+        if not steps:
+            return None
+        if not skip_corrupt:
+            return self.restore(steps[-1], target_state)
+        skipped: list[tuple[int, CorruptCheckpointError]] = []
+        state = None
+        for step in reversed(steps):
+            try:
+                state = self.restore(step, target_state)
+                break
+            except CorruptCheckpointError as error:
+                skipped.append((step, error))
+        if skipped:
+            moved = self._set_aside([step for step, _ in skipped])
+            message = str(skipped[0][1])
+            if len(skipped) > 1:
+                message += ", and so is " + ", ".join(
+                    str(self._directory / str(step)) for step, _ in skipped[1:]
+                )
+            resumed = (
+                f"resuming from step {int(state.step)}, the newest intact checkpoint"
+                if state is not None
+                else "no intact checkpoint is left: starting from step 0"
+            )
+            warnings.warn(
+                f"{message}; moved to {moved}; {resumed}", CheckpointWarning, stacklevel=2
+            )
+        return state
+
+    def _set_aside(self, steps: list[int]) -> Path:
+        """Moves the step folders `steps` to ``<directory>_corrupt/<step>`` (``<step>.<k>`` if
+        taken) on the primary process, then makes the manager forget them; returns the folder."""
+        aside = self._directory.with_name(self._directory.name + _CORRUPT_SUFFIX)
+        multi = jax.process_count() > 1
+        if multi:  # every process has finished reading them
+            multihost_utils.sync_global_devices(f"closurejax_set_aside_before_{steps}")
+        if jax.process_index() == 0:
+            aside.mkdir(parents=True, exist_ok=True)
+            for step in steps:
+                target, k = aside / str(step), 0
+                while target.exists():
+                    k += 1
+                    target = aside / f"{step}.{k}"
+                os.replace(self._directory / str(step), target)
+        if multi:
+            multihost_utils.sync_global_devices(f"closurejax_set_aside_after_{steps}")
+        self._manager.reload()
+        return aside
 
     def check_compatible(self, step: int, target_state: TrainState) -> None:
         """Raises `IncompatibleCheckpointError` unless checkpoint `step` fits `target_state`."""
-        stored = self.metadata(step).get("signature")
+        self._check_signature(self.metadata(step), step, target_state)
+
+    def _check_signature(
+        self, meta: Mapping[str, Any], step: int, target_state: TrainState
+    ) -> None:
+        """`check_compatible` with the checkpoint's metadata `meta` already read."""
+        stored = meta.get("signature")
         if stored is None:
             raise IncompatibleCheckpointError(
                 f"checkpoint {self._directory / str(step)} has no state signature in its "

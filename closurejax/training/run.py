@@ -24,6 +24,10 @@ score network (kind "score", the joint latent run, stage 2 of the two-stage one)
 loading refuses a `diffusion` section that differs from the checkpoint's (`check_diffusion`),
 naming the field and both values. `train` says in one line what a (re)start does: train from
 step 0, resume to the (possibly changed) end, or nothing, when the checkpoint is already there.
+
+Checkpoints are verified against the checksum saved with them (closurejax.training.checkpoint):
+`load` refuses a corrupt latest checkpoint (`CorruptCheckpointError`, one line naming it), `train`
+resumes from the newest intact one with a `CheckpointWarning` naming the skipped ones.
 """
 
 from __future__ import annotations
@@ -216,6 +220,7 @@ def _trainer(
     workdir: Path,
     show_progress: bool,
     config: Mapping[str, Any],
+    skip_corrupt: bool = False,
 ) -> trainer_lib.Trainer:
     return trainer_lib.Trainer(
         init_fn=init_fn,
@@ -229,6 +234,7 @@ def _trainer(
         log_every=int(training["log_every"]),
         show_progress=show_progress,
         config=config,
+        skip_corrupt=skip_corrupt,
     )
 
 
@@ -314,8 +320,10 @@ def _latent_trainer(
     run_name: str | None,
     show_progress: bool,
     stage: str | None,
+    skip_corrupt: bool = False,
 ) -> tuple[latent_model.LatentDiffusionModel, trainer_lib.Trainer, Any]:
-    """(model, trainer, frozen stage-1 autoencoder params or None) of a latent-kind run."""
+    """(model, trainer, frozen stage-1 autoencoder params or None) of a latent-kind run
+    (`skip_corrupt`: see `build_trainer`)."""
     model = latent_model.from_config(config, data.stats)
     mode = latent_model.training_mode(config)
     training = config["training"]
@@ -335,6 +343,7 @@ def _latent_trainer(
             folder,
             show_progress,
             config,
+            skip_corrupt,
         )
         _refuse_other_diffusion(trainer, config)
         return model, trainer, None
@@ -353,6 +362,7 @@ def _latent_trainer(
             folder,
             show_progress,
             {**config, "stage": stage},
+            skip_corrupt,
         )
         return model, trainer, None
     # stage 2: the frozen EMA autoencoders of the finished stage 1
@@ -378,6 +388,7 @@ def _latent_trainer(
         folder,
         show_progress,
         {**config, "stage": stage, "stage1": stage1},
+        skip_corrupt,
     )
     latest = trainer.checkpoints.latest_step()
     if latest is not None:
@@ -401,10 +412,13 @@ def build_trainer(
     run_name: str | None = None,
     show_progress: bool = True,
     stage: str | None = None,
+    skip_corrupt: bool = False,
 ) -> tuple[Model, trainer_lib.Trainer]:
     """The closure model of `config` and a Trainer on its run folder (`run_dir`), restored if a
     checkpoint is there (its architecture must match, and for a score network its `diffusion`
-    section, else IncompatibleCheckpointError).
+    section, else IncompatibleCheckpointError). A corrupt latest checkpoint raises
+    `CorruptCheckpointError`, or with `skip_corrupt` (resuming training) the newest intact one
+    is restored with a warning.
 
     `stage` ("autoencoders" | "score") selects the run of the two-stage latent baseline and must
     be None otherwise; the "score" stage needs stage 1 trained to its end.
@@ -414,7 +428,7 @@ def build_trainer(
     data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
     if _is_latent(config_dict):
         model, trainer, _ = _latent_trainer(
-            config_dict, workdir, data, run_name, show_progress, stage
+            config_dict, workdir, data, run_name, show_progress, stage, skip_corrupt
         )
         return model, trainer
     folder = run_dir(config_dict, workdir, run_name, stage)
@@ -431,6 +445,7 @@ def build_trainer(
         folder,
         show_progress,
         config_dict,
+        skip_corrupt,
     )
     if model.kind == "score":  # the regression baseline has no SDE
         _refuse_other_diffusion(trainer, config_dict)
@@ -490,7 +505,9 @@ def train(
     config_dict = _as_dict(config)
     say = log or (lambda _: None)
     if not (_is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"):
-        model, trainer = build_trainer(config_dict, workdir, data_dir, run_name, show_progress)
+        model, trainer = build_trainer(
+            config_dict, workdir, data_dir, run_name, show_progress, skip_corrupt=True
+        )
         with trainer:
             end = trainer.total_steps if num_steps is None else num_steps
             if _valid_end(end, trainer.total_steps):  # else `train` refuses it
@@ -503,7 +520,13 @@ def train(
     if num_steps is not None and num_steps < 0:
         raise ValueError(f"num_steps must be None or an integer >= 0, got {num_steps!r}")
     model, first = build_trainer(
-        config_dict, workdir, data_dir, run_name, show_progress, stage="autoencoders"
+        config_dict,
+        workdir,
+        data_dir,
+        run_name,
+        show_progress,
+        stage="autoencoders",
+        skip_corrupt=True,
     )
     with first:
         total1 = first.total_steps
@@ -514,7 +537,7 @@ def train(
     if int(state1.step) < total1:
         return model, TwoStageState(state1, None)
     model, second = build_trainer(
-        config_dict, workdir, data_dir, run_name, show_progress, stage="score"
+        config_dict, workdir, data_dir, run_name, show_progress, stage="score", skip_corrupt=True
     )
     with second:
         total2 = second.total_steps

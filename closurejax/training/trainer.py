@@ -313,7 +313,7 @@ class Trainer:
         every batch's size must be a multiple of the number of devices.
       optim: the optimisation config.
       workdir: run folder: ``checkpoints/`` and ``metrics.jsonl``. If it holds a checkpoint, the
-        trainer resumes from the latest one.
+        trainer resumes from the latest one (verified against its checksum).
       seed: seed of the run's key (parameter initialisation and per-step keys).
       checkpoint_every: save every this many steps (and always at the end of `train`).
       keep: how many checkpoints to keep.
@@ -323,6 +323,11 @@ class Trainer:
       config: the configuration that made the run (JSON-able, e.g. ``config.to_dict()``),
         stored with every checkpoint beside `optim`, the seed and the state signature.
       async_checkpoints: write checkpoints in a background thread.
+      skip_corrupt: when the latest checkpoint is corrupt (`CorruptCheckpointError`: unreadable
+        or differing from its checksum), resume from the newest intact one with a
+        `CheckpointWarning` (the corrupt ones are moved aside, see
+        `CheckpointManager.restore_latest`) instead of raising; for resuming training, not for
+        loading a trained model.
 
     Attributes:
       state: the current `TrainState` (restored, fresh, or after `train`). The train step donates
@@ -346,6 +351,7 @@ class Trainer:
         show_progress: bool = True,
         config: Mapping[str, Any] | None = None,
         async_checkpoints: bool = True,
+        skip_corrupt: bool = False,
     ) -> None:
         if not isinstance(optim, OptimConfig):
             raise TypeError(f"optim must be an OptimConfig, got {type(optim).__name__}")
@@ -383,7 +389,7 @@ class Trainer:
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self._replicated), abstract
         )
-        restored = self._checkpoints.restore_latest(abstract)
+        restored = self._checkpoints.restore_latest(abstract, skip_corrupt=skip_corrupt)
         if restored is None:
             restored = jax.jit(create, out_shardings=self._replicated)(key)
         self._state: TrainState = restored

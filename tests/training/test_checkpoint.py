@@ -1,12 +1,15 @@
 """Tests of closurejax.training.checkpoint: round trip, keep-N, atomicity under a kill,
-refusal of an incompatible architecture."""
+refusal of an incompatible architecture, integrity (checksums, corrupt checkpoints refused or
+skipped on resume)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
@@ -17,10 +20,14 @@ import pytest
 
 from closurejax.training.checkpoint import (
     CheckpointManager,
+    CheckpointWarning,
+    CorruptCheckpointError,
     IncompatibleCheckpointError,
+    tree_digest,
     tree_signature,
 )
 from closurejax.training.state import TrainState
+from tests.damage import flip_bytes, largest_file, truncate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,3 +205,121 @@ def test_killed_save_leaves_a_restorable_latest(tmp_path: Path, mode: str) -> No
     manager.save(restored.replace(step=jnp.int32(2)))
     manager.wait()
     assert manager.all_steps() == [1, 2]
+
+
+def saved_steps(directory: Path, steps: tuple[int, ...], widths=(1, 4096, 1)) -> TrainState:
+    """Saves `bump(make_state(widths), k)` for each k in `steps`; returns the base state (4096
+    wide: the largest file of a step's `state/` is array data)."""
+    manager = CheckpointManager(directory, keep=5)
+    base = make_state(widths)
+    for step in steps:
+        manager.save(bump(base, step))
+    manager.close()
+    return base
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (flip_bytes, "its arrays differ from the checksum saved with them"),
+        (truncate, "its arrays cannot be read"),
+    ],
+)
+def test_corrupt_checkpoint_is_refused_in_one_line_and_resume_falls_back(
+    tmp_path: Path, damage, reason: str
+) -> None:
+    """Flipped bytes (which orbax restores without error) and a truncated array file are
+    refused naming the step folder; with `skip_corrupt` the newest intact step is restored, the
+    corrupt ones are moved aside with one warning naming them, and their steps can be saved
+    again."""
+    directory = tmp_path / "ckpt"
+    base = saved_steps(directory, (1, 2, 3))
+    for step in (2, 3):
+        damage(largest_file(directory / str(step) / "state"))
+    manager = CheckpointManager(directory, keep=5)
+    with pytest.raises(CorruptCheckpointError) as info:
+        manager.restore_latest(base)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {directory / '3'} is corrupt: {reason}"), message
+    assert "\n" not in message and len(message) < 400, message
+    with pytest.raises(CorruptCheckpointError, match=f"checkpoint {directory / '2'} is corrupt"):
+        manager.restore(2, base)
+
+    with pytest.warns(CheckpointWarning) as caught:
+        restored = manager.restore_latest(base, skip_corrupt=True)
+    assert len(caught) == 1
+    warning = str(caught[0].message)
+    assert (
+        "\n" not in warning and str(directory / "3") in warning and str(directory / "2") in warning
+    )
+    assert f"moved to {tmp_path / 'ckpt_corrupt'}" in warning
+    assert warning.endswith("resuming from step 1, the newest intact checkpoint"), warning
+    assert_trees_equal(restored, bump(base, 1))
+    assert manager.all_steps() == [1]
+    assert sorted(p.name for p in (tmp_path / "ckpt_corrupt").iterdir()) == ["2", "3"]
+    manager.save(bump(base, 2))  # the step of a corrupt checkpoint is saved afresh
+    manager.wait()
+    assert_trees_equal(manager.restore(2, base), bump(base, 2))
+    manager.close()
+
+
+def test_resume_with_no_intact_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    directory = tmp_path / "ckpt"
+    base = saved_steps(directory, (1,))
+    truncate(largest_file(directory / "1" / "state"))
+    saved_steps(tmp_path / "other", (1,))  # a second corrupt step 1 is set aside beside the first
+    (tmp_path / "ckpt_corrupt").mkdir()
+    (tmp_path / "ckpt_corrupt" / "1").mkdir()
+    manager = CheckpointManager(directory)
+    with pytest.warns(
+        CheckpointWarning, match="no intact checkpoint is left: starting from step 0"
+    ):
+        assert manager.restore_latest(base, skip_corrupt=True) is None
+    assert manager.all_steps() == [] and (tmp_path / "ckpt_corrupt" / "1.1" / "state").is_dir()
+    manager.close()
+
+
+def test_unreadable_metadata_is_refused_in_one_line(tmp_path: Path) -> None:
+    directory = tmp_path / "ckpt"
+    base = saved_steps(directory, (1,))
+    (directory / "1" / "metadata" / "metadata").write_text('{"step": 1, "signa')
+    manager = CheckpointManager(directory)
+    for attempt in (manager.metadata, lambda: manager.restore_latest(base)):
+        with pytest.raises(CorruptCheckpointError, match="its metadata cannot be read") as info:
+            attempt()
+        assert "\n" not in str(info.value)
+    manager.close()
+
+
+def test_checkpoint_without_checksum_loads_with_one_warning(tmp_path: Path) -> None:
+    """A checkpoint written before checksums were kept (no ``state_sha256`` in its metadata)
+    still loads, saying once that it was not verified."""
+    directory = tmp_path / "ckpt"
+    base = saved_steps(directory, (1,))
+    path = directory / "1" / "metadata" / "metadata"
+    meta = json.loads(path.read_text())
+    assert len(meta.pop("state_sha256")) == 64
+    path.write_text(json.dumps(meta))
+    manager = CheckpointManager(directory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            assert_trees_equal(manager.restore_latest(base), bump(base, 1))
+    assert [type(w.message) for w in caught] == [CheckpointWarning], caught
+    assert str(caught[0].message) == (
+        f"checkpoint {directory / '1'} has no checksum (written before closurejax kept them): "
+        "loaded without an integrity check"
+    )
+    manager.close()
+
+
+def test_tree_digest_covers_bytes_shapes_and_paths() -> None:
+    state = make_state()
+    digest = tree_digest(state)
+    assert digest == tree_digest(jax.device_get(state)) and len(digest) == 64
+    flipped = state.replace(params=jax.tree.map(lambda p: p.at[0].add(1e-7), state.params))
+    assert tree_digest(flipped) != digest
+    renamed = state.replace(params={"other": state.params["dense_0"], **state.params})
+    assert tree_digest(renamed) != digest
+    reshaped = {"a": np.zeros((2, 3), np.float32)}
+    assert tree_digest(reshaped) != tree_digest({"a": np.zeros((3, 2), np.float32)})

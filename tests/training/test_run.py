@@ -14,6 +14,7 @@ from closurejax.data import generate
 from closurejax.diffusion import conditional
 from closurejax.evaluation import offline
 from closurejax.training import checkpoint, run
+from tests.damage import flip_bytes, largest_file, truncate
 from tests.tiny import tiny_config
 
 
@@ -237,3 +238,34 @@ def test_previous_closure_sample_as_a_condition(study):
     assert model.condition_names == ("omega", "previous_target") and int(state.step) > 0
     test = offline.test_fields(data, ["omega", "previous_target", "target"])
     assert len(test["target"]) == 4  # one test trajectory, 5 snapshots, first has no predecessor
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(flip_bytes, "its arrays differ from the checksum"), (truncate, "its arrays cannot be read")],
+)
+def test_corrupt_checkpoint_is_refused_by_load_and_skipped_by_train(study, damage, reason):
+    """A damaged latest checkpoint: `load` (evaluation) refuses it in one line naming it;
+    `train` resumes from the newest intact one with a warning and ends where an uninterrupted
+    run ends."""
+    config, workdir = study
+    run_name = f"corrupt_{damage.__name__}"
+    _, reference = run.train(config, workdir, run_name="intact", show_progress=False)
+    run.train(config, workdir, run_name=run_name, show_progress=False)
+    checkpoints = workdir / run_name / "checkpoints"
+    assert sorted(int(p.name) for p in checkpoints.iterdir()) == [2, 4]
+    damage(largest_file(checkpoints / "4" / "state"))
+    with pytest.raises(checkpoint.CorruptCheckpointError) as info:
+        run.load(config, workdir, run_name=run_name)
+    assert str(info.value).startswith(f"checkpoint {checkpoints / '4'} is corrupt: {reason}")
+    assert "\n" not in str(info.value)
+    lines: list[str] = []
+    with pytest.warns(checkpoint.CheckpointWarning, match="resuming from step 2, the newest"):
+        _, state = run.train(
+            config, workdir, run_name=run_name, show_progress=False, log=lines.append
+        )
+    assert lines == [f"resuming {workdir / run_name} from step 2, continuing to step 4 of 4"]
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (workdir / run_name / "checkpoints_corrupt" / "4").is_dir()
+    run.load(config, workdir, run_name=run_name)  # the retrained step 4 is intact

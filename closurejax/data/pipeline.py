@@ -2,7 +2,7 @@
 
 Samples are rows of arrays that share their leading sample axes: a store `Dataset` split (e.g.
 ``omega: [trajectories, time, n, n]`` with ``sample_axes=2`` -> ``[trajectories * time, n, n]``
-samples, papers.md "Data": 19000 training snapshots of 64^2) or a plain mapping of ``[N, ...]``
+samples; arXiv 2408.02965 trains on 19000 snapshots of 64^2) or a plain mapping of ``[N, ...]``
 arrays. Each array is normalised with its own scalar statistics, ``(x - mean) / std`` (the store
 records them over the train split only).
 
@@ -259,8 +259,9 @@ class Batches:
 
 
 PREVIOUS_TARGET = "previous_target"
-"""Derived condition: the closure target one snapshot earlier in the same trajectory (papers.md:
-the score network may condition on the previous closure sample, as the online solver has it)."""
+"""Derived condition: the closure target one snapshot earlier in the same trajectory (after
+arXiv 2408.02965: the score network may condition on the previous closure sample, as the online
+solver has it)."""
 
 
 def trajectory_fields(

@@ -1,8 +1,8 @@
 """Sparse measurements of a closure field on a uniform lattice, and their full-grid encodings.
 
-Paper A (papers.md, "Conditioning y") conditions the diffusion model on the true closure measured
-at every s-th grid point of the 64^2 field (s = 4: a 16 x 16 lattice, 6.25 % of the points),
-encoded back onto the full grid in one of two ways:
+Paper A (arXiv 2408.02965, the conditioning) conditions the diffusion model on the true closure
+measured at every s-th grid point of the 64^2 field (s = 4: a 16 x 16 lattice, 6.25 % of the
+points), encoded back onto the full grid in one of two ways:
 
 * ``"interpolated"`` — periodic bicubic interpolation of the lattice values (`interpolate`);
 * ``"smoothed"`` — zero-fill to the full grid, a periodic box filter (7 x 7 on 64^2), rescale

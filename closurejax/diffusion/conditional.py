@@ -1,4 +1,5 @@
-"""Conditional closure models: U ~ p(U | y) in physical space (papers.md, paper A; paper B P-CDM).
+"""Conditional closure models: U ~ p(U | y) in physical space (arXiv 2408.02965; the P-CDM of
+arXiv 2506.20771).
 
 A `ClosureModel` bundles the network (the conditional FNO score network, or the deterministic FNO
 baseline), the SDE and the output parameterisation, and the normalisation of the fields. It

@@ -1,7 +1,7 @@
 """Latent conditional diffusion (L-CDM): sample the closure in an autoencoder's latent space.
 
 Paper B (Dong, Yang, Wu 2025, "Stochastic and non-local closure modeling via latent score-based
-generative models"; ``/work/shared/reference/papers.md``, "Paper B") learns two deterministic
+generative models", arXiv 2506.20771) learns two deterministic
 autoencoders, one for the closure target ``H`` and one for the condition ``omega``
 (``[B, 64, 64] -> [B, 16, 16]`` latents in the paper), and a score network on the target latent
 conditioned on the condition latent. Everything here is network-agnostic: the encoders, decoders and

@@ -1,4 +1,4 @@
-"""Paper B's latent closure model (L-CDM) built from a study config (papers.md, "Paper B").
+"""Paper B's latent closure model (L-CDM) built from a study config (arXiv 2506.20771).
 
 `LatentDiffusionModel` bundles two deterministic convolutional autoencoders
 (`closurejax.models.autoencoder.Autoencoder`: ``E_H, D_H`` for the closure target ``H`` and

@@ -1,7 +1,7 @@
 """Denoising score matching and the parameterisations that turn a network's output into a score.
 
 **Denoising score matching** (Vincent 2011; Song et al. 2021, eq. 7; papers A/B, see
-``/work/shared/reference/papers.md``, "Diffusion"). For data ``x_0 [B, ...]``, times
+arXiv 2408.02965, the diffusion model). For data ``x_0 [B, ...]``, times
 ``t ~ t_sampler`` (``[B]``), ``z ~ N(0, I)`` and ``x_t = alpha(t) x_0 + sigma(t) z``, the
 conditional score is ``grad log p(x_t | x_0) = -z / sigma(t)`` and
 

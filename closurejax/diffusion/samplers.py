@@ -19,7 +19,7 @@ from ``sde.prior_sample(key, shape, t_max, prior_data_std)``, i.e. ``N(0, sigma(
 ``prior_data_std = 1`` gives exactly ``N(0, 1)`` for unit-variance data).
 
 The last step of every sampler to ``t = 0`` is noiseless and uses the score at ``t_min``, as in the
-papers ("then a last noiseless step to 0", ``/work/shared/reference/papers.md``, "Diffusion").
+papers ("then a last noiseless step to 0", arXiv 2408.02965, the diffusion model).
 
 Samplers (``dt = t_{i+1} - t_i < 0``, ``f`` the drift, ``g`` the diffusion, ``s`` the score):
 

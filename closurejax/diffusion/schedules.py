@@ -3,7 +3,7 @@
 Every schedule returns a decreasing ``[num_steps + 1]`` array of SDE times ``t_0 > t_1 > ... >
 t_N`` (``N = num_steps``) that a sampler walks through in ``N`` steps ``t_i -> t_{i+1}``:
 
-* ``final_zero=True`` (default; the papers' convention, ``/work/shared/reference/papers.md``,
+* ``final_zero=True`` (default; the papers' convention, arXiv 2408.02965,
   "Diffusion": "10 steps, t from 0.1 or 0.4 down to 1e-3, then a last noiseless step to 0"):
   ``N`` points spaced between ``t_0 = t_max`` and ``t_{N-1} = t_min``, then ``t_N = 0``. The last
   step ``t_min -> 0`` uses the score at ``t_min`` only (the score at ``t = 0`` is undefined), so a

@@ -10,7 +10,7 @@ frozen dataclasses whose fields are static: they are hashable (usable as ``stati
 ``jax.jit``) and also registered as pytrees with no leaves, so they can be passed as ordinary jit
 arguments or closed over.
 
-**VE SDE** (papers A and B, see ``/work/shared/reference/papers.md``, "Diffusion"; Song et al.
+**VE SDE** (papers A and B, arXiv 2408.02965, the diffusion model; Song et al.
 2021, Appendix B): ``dx = sigma_0^t dw`` with ``sigma_0 = 26`` (paper A) or ``30`` (paper B):
 
     f(x, t) = 0,   g(t) = sigma_0^t,   alpha(t) = 1,

@@ -1,11 +1,11 @@
 """Benchmark group "coupled": the online run with a diffusion closure (`make bench ONLY=coupled`).
 
-Paper B's online setting (papers.md, "Online use" and "Paper B"): a 64² solver with closure H,
-the closure sampled every 5 steps by 10 Euler–Maruyama steps (t ∈ [1e-3, 0.4], Karras ρ = 7),
-reused in between plus N(0, (5e-5)²) noise; an ensemble of 100 members from one initial
-condition, 20 000 steps. Paper B's runtimes on one GPU: P-CDM 904 s, L-CDM 325 s, no closure
-1.8 s. Here the fused coupled step (`closurejax.simulation.coupled`) runs for M ∈ {1, 100}
-members (quick: 16², M = 2, a tiny network) and records, for every closure model ("case"):
+Paper B's online setting (arXiv 2506.20771, after arXiv 2408.02965's online use): a 64² solver with
+closure H, the closure sampled every 5 steps by 10 Euler–Maruyama steps (t ∈ [1e-3, 0.4], Karras
+ρ = 7), reused in between plus N(0, (5e-5)²) noise; an ensemble of 100 members from one initial
+condition, 20 000 steps. Paper B's runtimes on one GPU: P-CDM 904 s, L-CDM 325 s, no closure 1.8 s.
+Here the fused coupled step (`closurejax.simulation.coupled`) runs for M ∈ {1, 100} members (quick:
+16², M = 2, a tiny network) and records, for every closure model ("case"):
 
 * `coupled/{case}/m{M}/step_seconds` — seconds per solver step of the whole ensemble, from one
   `ensemble_rollout` of K steps (K a multiple of 5), divided by K;
@@ -94,10 +94,10 @@ PAPER = {
     "steps": 20_000,
     "every": 5,
     "reuse_noise": 5e-5,
-    # paper B's reported runtimes of that run on one GPU (papers.md, "Paper B")
+    # paper B's reported runtimes of that run on one GPU (arXiv 2506.20771)
     "gpu_seconds": {"pcdm": 904.0, "lcdm": 325.0, "none": 1.8},
 }
-"""Paper B's online run (papers.md): the setting the `paper_run_seconds` records project to."""
+"""Paper B's online run (arXiv 2506.20771): the setting `paper_run_seconds` projects to."""
 
 NETWORK_RATIO_TARGET = 1.1
 NONE_FLOOR_RATIO_TARGET = 1.5

@@ -2,7 +2,7 @@
 
 Energy E = ½⟨|u|²⟩ and enstrophy Z = ½⟨ω²⟩ are domain averages (so they do not depend on the
 grid for a resolved field); the energy spectrum E(k) bins ½|û_k|² over integer shells
-k − ½ ≤ |k| < k + ½ so that Σ_k E(k) = E (papers.md, "Online use": spectra with a k⁻³ line).
+k − ½ ≤ |k| < k + ½ so that Σ_k E(k) = E (arXiv 2408.02965, online use: spectra with a k⁻³ line).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Offline (a-priori) evaluation of closure models on a test split (papers.md, offline table).
+"""Offline (a-priori) evaluation of closure models on a test split (arXiv 2408.02965's offline
+table).
 
 For each test snapshot, an ensemble of `m` closure samples conditioned on the snapshot's fields is
 compared with the true closure: relative Frobenius error and MSE of single samples (averaged over

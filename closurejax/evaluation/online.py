@@ -1,4 +1,4 @@
-"""A-posteriori metrics of an online ensemble against its reference trajectory (papers.md,
+"""A-posteriori metrics of an online ensemble against its reference trajectory (arXiv 2408.02965,
 "Online use": relative Frobenius error of vorticity, MSE, max error, energy spectrum; plus the
 ensemble diagnostics of the offline evaluation — spread, CRPS, spread–skill).
 

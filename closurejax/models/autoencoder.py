@@ -1,6 +1,6 @@
 """Convolutional autoencoder of paper B's latent model (L-CDM).
 
-Paper B (``/work/shared/reference/papers.md``, "Paper B"; Dong, Yang, Wu, arXiv 2506.20771) maps
+Paper B (Dong, Yang, Wu, arXiv 2506.20771) maps
 each 64^2 field (the closure term ``H`` and the vorticity ``omega``, one autoencoder each) to a
 deterministic ``1 x 16 x 16`` latent (16x compression, not a VAE) with
 

@@ -1,7 +1,7 @@
 """Noise-level embeddings for score networks.
 
-The conditional score network of papers A and B (``/work/shared/reference/papers.md``, "Score
-network (FNO)") embeds the diffusion time ``t`` with a Gaussian Fourier projection of 256 (paper
+The conditional score network of papers A and B (arXiv 2408.02965, the score
+network) embeds the diffusion time ``t`` with a Gaussian Fourier projection of 256 (paper
 A) or 512 (paper B, P-CDM) features at scale 30,
 
     gamma(t) = [sin(2 pi W t), cos(2 pi W t)],    W_j ~ N(0, scale^2),  j = 1 .. embed_dim / 2,

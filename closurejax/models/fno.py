@@ -1,6 +1,6 @@
 """Fourier neural operators: spectral convolution, FNO blocks and the conditional score network.
 
-The score network of papers A and B (``/work/shared/reference/papers.md``, "Score network (FNO)";
+The score network of papers A and B (arXiv 2408.02965, the score network;
 Li et al. 2021, "Fourier neural operator for parametric PDEs"):
 
 * every input field (the noisy target ``x_t`` and each condition, e.g. the vorticity ``omega`` and

@@ -1,4 +1,4 @@
-"""Closure targets and physics-based closure estimates (papers.md, "The closure targets").
+"""Closure targets and physics-based closure estimates (arXiv 2408.02965, the closure targets).
 
 * G = νΔω − μω + 2σẆ: the viscous (and drag) term plus noise; in the semi-implicit step it
   replaces ½dt·Lω̂ + dt·σŴ (paper A, first version).

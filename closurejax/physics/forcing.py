@@ -1,4 +1,5 @@
-"""Deterministic and stochastic forcings of the 2-D vorticity equation (papers.md, "The system").
+"""Deterministic and stochastic forcings of the 2-D vorticity equation (arXiv 2408.02965, the
+system).
 
 Deterministic forcings are returned as constant spectral fields `[n, n//2+1]` (numpy) of the
 *vorticity* equation. The stochastic forcing is the spatially smooth Q-Wiener noise of
@@ -55,7 +56,7 @@ def deterministic_forcing(
 
 @dataclasses.dataclass(frozen=True)
 class StochasticForcing:
-    """Smooth stochastic forcing σ·Ẇ with Ẇ = dW/dt (Lord–Powell–Shardlow; papers.md).
+    """Smooth stochastic forcing σ·Ẇ with Ẇ = dW/dt (Lord–Powell–Shardlow; arXiv 2408.02965).
 
     Per step, dW = Re(ifft2(b ⊙ ξ)) with Fourier weights
       b_k = exp(−α|2πk|²/2) · √dt · n² / L,

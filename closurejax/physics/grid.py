@@ -1,11 +1,11 @@
 """Spectral grid on the periodic square [0, L)², a thin layer over `jax_cfd.base.grids.Grid`.
 
-Conventions (papers.md, "The system"): points x_i = i·L/n (the papers' `linspace(0, 1, s+1)[:-1]`),
-fields are real `[..., n, n]` arrays with axis -2 = x and axis -1 = y, and their transforms are
-`rfft2` over the last two axes, `[..., n, n//2 + 1]` complex. Every transform here acts on the last
-two axes only, so it is safe on batched arrays (unlike jax-cfd's helpers, which transform all axes).
-Wavenumbers `kx, ky` are ordinal frequencies in cycles per unit length (jax-cfd's `rfft_mesh`):
-the angular wavenumber is 2π·k, the Laplacian's symbol −(2π)²|k|².
+Conventions (arXiv 2408.02965, the system): points x_i = i·L/n (the papers'
+`linspace(0, 1, s+1)[:-1]`), fields are real `[..., n, n]` arrays with axis -2 = x and axis -1 = y,
+and their transforms are `rfft2` over the last two axes, `[..., n, n//2 + 1]` complex. Every
+transform here acts on the last two axes only, so it is safe on batched arrays (unlike jax-cfd's
+helpers, which transform all axes). Wavenumbers `kx, ky` are ordinal frequencies in cycles per unit
+length (jax-cfd's `rfft_mesh`): the angular wavenumber is 2π·k, the Laplacian's symbol −(2π)²|k|².
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ class SpectralGrid:
         return (2j * np.pi * self.wavenumbers[1]) * field_hat
 
     def velocity_hat(self, omega_hat: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(û, v̂) from ω̂ via the stream function: Δψ = −ω, u = ∂ψ/∂y, v = −∂ψ/∂x (papers.md)."""
+        """(û, v̂) from ω̂ via the stream function: Δψ = −ω, u = ∂ψ/∂y, v = −∂ψ/∂x
+        (arXiv 2408.02965)."""
         psi_hat = -self.inverse_laplacian * omega_hat
         return self.derivative_y(psi_hat), -self.derivative_x(psi_hat)
 

@@ -1,4 +1,4 @@
-"""Gaussian-random-field initial vorticity (papers.md: α = 2.5, τ = 7).
+"""Gaussian-random-field initial vorticity (arXiv 2408.02965: α = 2.5, τ = 7).
 
 The covariance is the FNO papers' C = σ²(−Δ + τ²)^{−α} with σ = τ^{α−1} (so the field is O(1)
 for any τ), sampled as Re(ifft2(√λ_k ξ_k)) with √λ_k = n²·√2·σ·(4π²|k|² + τ²)^{−α/2}, k integer

@@ -1,6 +1,6 @@
 """2-D vorticity equation with stochastic forcing on jax-cfd's implicit–explicit steppers.
 
-    ∂ω/∂t + u·∇ω = νΔω − μω + f + σẆ,   Δψ = −ω,  u = ∂ψ/∂y,  v = −∂ψ/∂x       (papers.md)
+    ∂ω/∂t + u·∇ω = νΔω − μω + f + σẆ,   Δψ = −ω,  u = ∂ψ/∂y,  v = −∂ψ/∂x       (arXiv 2408.02965)
 
 split for `jax_cfd.spectral.time_stepping` as an `ImplicitExplicitODE` (`VorticityEquation`):
 explicit N(ω̂) = −(u·∇ω)^ (2/3-dealiased) + f̂ + ŝ, implicit Lω̂ with L = −ν(2π)²|k|² − μ; ŝ is a
@@ -15,7 +15,7 @@ closure term). Two steppers:
 * "cn_rk4" — jax-cfd's `crank_nicolson_rk4` (Carpenter–Kennedy RK4 for N, CN for L): fourth order
   in the explicit terms, second in the implicit ones. The noise is held fixed across its stages.
 
-Closures (papers.md, "The closure targets"): a `Solver` built with `closure="H"` drops the
+Closures (arXiv 2408.02965, the closure targets): a `Solver` built with `closure="H"` drops the
 advection and the noise, which a closure model supplies as H = −u·∇ω + σẆ (entering as dt·H);
 `closure="G"` drops the explicit half of the viscous term and the noise, supplied as
 G = νΔω − μω + 2σẆ (entering as ½dt·G; semi_implicit only, since G is defined by that scheme);
@@ -73,7 +73,7 @@ class State(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class FlowParams:
-    """Physical and numerical parameters; defaults are paper A's (papers.md, "The system").
+    """Physical and numerical parameters; defaults are paper A's (arXiv 2408.02965, the system).
 
     `viscosity` may be 0 here (inviscid tests); configs loaded with `from_config` require ν > 0.
     """

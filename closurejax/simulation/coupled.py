@@ -1,6 +1,6 @@
 """Online closure simulation: the coarse solver and a closure source fused into ONE jitted step.
 
-Paper A's online use (papers.md, "Online use"): a 64² solver runs with a closure term (G, H, or
+Paper A's online use (arXiv 2408.02965, online use): a 64² solver runs with a closure term (G, H, or
 the LES term Π) supplied by a model instead of the resolved physics. The closure is *sampled*
 every k = 5 steps; in between the last sample is reused plus N(0, (5e-5)²) noise, drawn fresh each
 step (and not accumulated: the carry keeps the last sample itself). Sparse measurements the model
@@ -103,7 +103,7 @@ class NoClosure:
     """The "without closure" baseline: a zero field (the solver minus the modelled term).
 
     With a `Solver(closure="none")` nothing is supplied at all; with "H" / "G" / "Pi" the zero
-    field drops the term the closure stands for (papers.md, reported "without closure" runs).
+    field drops the term the closure stands for (arXiv 2408.02965, its "without closure" runs).
     """
 
     params: Any = None
@@ -192,7 +192,7 @@ def _conditions(model: Any, omega: jax.Array, context: Context) -> dict[str, jax
 
 @dataclasses.dataclass(frozen=True)
 class RegressionClosure:
-    """The deterministic FNO baseline: `model.predict(params, cond)` (papers.md, paper A)."""
+    """The deterministic FNO baseline: `model.predict(params, cond)` (arXiv 2408.02965)."""
 
     model: ClosureModel
     params: Any
@@ -364,7 +364,7 @@ class CoupledStep:
 def make_coupled_step(
     solver: Solver, source: ClosureSource, every: int = 5, reuse_noise: float = 5e-5
 ) -> CoupledStep:
-    """The online step: solver + closure source, sampled every `every` steps (papers.md).
+    """The online step: solver + closure source, sampled every `every` steps (arXiv 2408.02965).
 
     Args:
       solver: the coarse `Solver`; its `closure` ("none", "H", "G", "Pi") says which term the

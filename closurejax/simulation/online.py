@@ -1,6 +1,6 @@
 """The papers' online (a-posteriori) test: a reference DNS and coupled coarse ensembles beside it.
 
-Papers A and B ("Online use", papers.md): a 64² solver with dt = 1e-3 runs from t = 30 to 50 s
+Papers A and B (arXiv 2408.02965, online use): a 64² solver with dt = 1e-3 runs from t = 30 to 50 s
 (20 000 steps) with the closure sampled every k = 5 steps (reused in between plus N(0, (5e-5)²)
 noise); sparse measurements come from the reference trajectory; paper B runs 100 members from one
 initial condition. The reference here is the DNS of a test trajectory of the study, regenerated

@@ -1,4 +1,4 @@
-"""Shared defaults for every study: paper A's system and data settings (papers.md).
+"""Shared defaults for every study: paper A's system and data settings (arXiv 2408.02965).
 
 Each study file's `get_config()` starts from `base_config()`, overrides what differs, and
 locks the result (`config.lock()`), so a typo in a field name is an error, not a silent default.

@@ -1,4 +1,4 @@
-"""LES sub-grid target Π = F(u·∇ω) − ū·∇ω̄ (papers.md, related code): ν = 1e-4, 256² DNS,
+"""LES sub-grid target Π = F(u·∇ω) − ū·∇ω̄ (related code of paper A): ν = 1e-4, 256² DNS,
 box filter 16×16 on the fine grid, subsampled 8× to 32², Smagorinsky (C_s = 0.16) as a
 physics-based condition."""
 

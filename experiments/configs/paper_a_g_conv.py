@@ -1,5 +1,5 @@
 """Paper A, G target, with the "conv" sparse encoding: the lattice zero-filled, smoothed by a
-7×7 box and rescaled (papers.md, "Conditioning y"; offline error 0.093 at 64²)."""
+7×7 box and rescaled (arXiv 2408.02965, the conditioning; offline error 0.093 at 64²)."""
 
 from experiments.configs.paper_a_g import get_config as paper_a_g_config
 

@@ -1,5 +1,5 @@
 """Paper B: target H, condition ω only; 100 trajectories, T = 40 s, burn-in 20 s, snapshots
-every 0.1 s, 90/10 split (papers.md, "Paper B")."""
+every 0.1 s, 90/10 split (arXiv 2506.20771)."""
 
 from experiments.configs.base import base_config
 
@@ -9,7 +9,7 @@ def get_config():
     config.name = "paper_b"
     config.data.closure = "H"
     config.data.num_test = 10
-    # P-CDM (papers.md, "Paper B"): ω-only condition, modes 6, width 40, embed 512, σ = 30
+    # P-CDM (arXiv 2506.20771): ω-only condition, modes 6, width 40, embed 512, σ = 30
     config.model.conditions = ("omega",)
     config.model.modes = 6
     config.model.width = 40

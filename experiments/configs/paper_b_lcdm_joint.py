@@ -1,4 +1,4 @@
-"""Paper B's latent model (L-CDM), joint training (papers.md, "Paper B").
+"""Paper B's latent model (L-CDM), joint training (arXiv 2506.20771).
 
 Data, target (H), condition (ω only), VE SDE (σ = 30) and sampler (10 Euler–Maruyama steps,
 t ∈ [1e-3, 0.4], Karras ρ = 7) as `paper_b` (the P-CDM study; same dataset and workdir). Two

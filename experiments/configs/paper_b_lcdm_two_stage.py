@@ -1,4 +1,4 @@
-"""Paper B's two-stage baseline of the latent model (papers.md, "Paper B").
+"""Paper B's two-stage baseline of the latent model (arXiv 2506.20771).
 
 As `paper_b_lcdm_joint` (same architecture, data, SDE and sampler), but trained in two runs:
 stage 1 fits the two autoencoders on reconstruction alone (10·MSE(Ĥ, H) + 0.1·MSE(ω̂, ω), 500

@@ -1,4 +1,4 @@
-"""Tests for closurejax.diffusion.latent (paper B's L-CDM; papers.md, "Paper B").
+"""Tests for closurejax.diffusion.latent (paper B's L-CDM; arXiv 2506.20771).
 
 Sampling is checked against an exact Gaussian latent model: ``z_omega = 0.5 omega[:, ::2, ::2]``,
 ``z_H | z_omega ~ N(mu(z_omega), S^2)`` with ``mu(z) = A z^T + C`` (transpose of the 2x2 latent),

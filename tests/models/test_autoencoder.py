@@ -1,6 +1,6 @@
 """Tests for closurejax.models.autoencoder (paper B's L-CDM autoencoder).
 
-Architecture: ``/work/shared/reference/papers.md``, "Paper B" (Conv3x3 -> ResBlocks with stride-2
+Architecture: arXiv 2506.20771 (Conv3x3 -> ResBlocks with stride-2
 convolutions -> self-attention -> Conv3x3 -> 1-channel latent; mirrored decoder; ~9 M parameters).
 
 Cost on the 2-core CPU is dominated by XLA compilation, so the tests compile few programs: shapes

@@ -1,4 +1,4 @@
-"""Tests for closurejax.models.embeddings (papers.md, "Score network (FNO)": Gaussian Fourier
+"""Tests for closurejax.models.embeddings (arXiv 2408.02965, the score network: Gaussian Fourier
 projection of the diffusion time, 256 features at scale 30)."""
 
 import flax.linen as nn

@@ -1,7 +1,7 @@
 """Tests for closurejax.models.fno and closurejax.models.flops.
 
 The architecture is the conditional FNO score network of papers A and B
-(``/work/shared/reference/papers.md``, "Score network (FNO)", and paper B's P-CDM line).
+(arXiv 2408.02965, the score network, and paper B's P-CDM line).
 """
 
 import flax.linen as nn
@@ -405,7 +405,7 @@ def test_deterministic_fno() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameter counts (papers.md: paper A ~0.9 M / ~1.3 M, paper B P-CDM ~2.2 M real parameters)
+# Parameter counts (arXiv 2408.02965: paper A ~0.9 M / ~1.3 M, paper B P-CDM ~2.2 M real parameters)
 # --------------------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """The fused online step: exactness with the exact closure, sampling schedule, keys, ensembles,
-blow-up detection and the learned closure sources (papers.md, "Online use")."""
+blow-up detection and the learned closure sources (arXiv 2408.02965, online use)."""
 
 from __future__ import annotations
 

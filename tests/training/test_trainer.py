@@ -298,7 +298,7 @@ def test_optim_config_lengths_and_schedules() -> None:
         OptimConfig(num_epochs=3, num_steps=10)
     assert OptimConfig(num_epochs=3).total_steps(95) == 285
     assert OptimConfig(num_steps=10).total_steps(95) == 10
-    paper = make_schedule(OptimConfig(num_epochs=1000), steps_per_epoch=95)  # papers.md
+    paper = make_schedule(OptimConfig(num_epochs=1000), steps_per_epoch=95)  # arXiv 2408.02965
     lrs = [float(paper(s)) for s in (0, 200 * 95 - 1, 200 * 95, 400 * 95, 999 * 95)]
     np.testing.assert_allclose(lrs, [1e-3, 1e-3, 5e-4, 2.5e-4, 1e-3 * 0.5**4], rtol=1e-6)
     warm = make_schedule(

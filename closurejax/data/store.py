@@ -24,7 +24,8 @@ Writing. `DatasetWriter.create_or_resume` creates the folder or reopens it; each
 into a temporary folder, renamed into place, and only then recorded in the manifest (atomic
 replace). A process killed at any moment therefore leaves either a finished chunk that the
 manifest lists or nothing that is ever read; a restart continues with `pending_chunks()`. One
-process writes a dataset at a time (there is no lock). `finalize` streams over the chunks one
+process writes a dataset at a time: the writer takes no lock itself, `closurejax.data.generate`
+holds the workdir's (`closurejax.locking`). `finalize` streams over the chunks one
 trajectory at a time (memory bounded by one trajectory of one array), writes the consolidated
 train/test files, records their checksums and the train-only statistics, and marks the manifest
 complete.

@@ -28,8 +28,8 @@ finished stage is reused: training and the online runs by their own caches, the 
 by a key of everything that determines it (the data, model, diffusion, sampler and evaluation
 sections and the content of both models' parameters). Stage wall times are kept in
 `<workdir>/study/timings.json`: each invocation's seconds, and whether it completed; a stage's
-`wall_seconds` is the sum over the invocations that produced its current result (the completing
-one and the interrupted ones right before it).
+`wall_seconds` is the time spent on it in this workdir, summed over all invocations (interrupted
+ones included; a reused stage adds the seconds it takes to find its result current).
 
 `export_results(workdir, folder)` copies what a reader needs into a folder of the repository
 (`experiments/results/<study>/`): summary.json, three figures and the trained EMA weights of both
@@ -109,14 +109,12 @@ class _Timings:
         atomic.write_json(self.path, self.runs)
 
     def wall_seconds(self, stage: str) -> float | None:
-        """Seconds that produced the stage's current result (module docstring), or None."""
+        """Seconds spent on `stage` over all invocations (module docstring); None until one
+        completed."""
         runs = self.runs.get(stage, [])
-        done = [i for i, r in enumerate(runs) if r["completed"]]
-        if not done:
+        if not any(r["completed"] for r in runs):
             return None
-        last = done[-1]
-        previous = done[-2] if len(done) > 1 else -1
-        return float(sum(r["seconds"] for r in runs[previous + 1 : last + 1]))
+        return float(sum(r["seconds"] for r in runs))
 
 
 def _offline_key(config: Mapping[str, Any], workdir: Path) -> dict[str, Any]:

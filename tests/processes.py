@@ -1,7 +1,8 @@
 """Python subprocesses with fake CPU devices (``XLA_FLAGS`` must be set before JAX is imported,
 so these tests cannot run in the pytest process): `run_python` for one process, `two_processes`
 for a two-process ``jax.distributed`` run (tests/test_parallel.py,
-tests/simulation/test_coupled_distributed.py, tests/training/test_trainer.py)."""
+tests/simulation/test_coupled_distributed.py, tests/training/test_trainer.py), and
+`background_python` for a second process running beside the test (e.g. holding a lock)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,46 @@ def two_processes(
                 proc.kill()
     for pid, (proc, (out, err)) in enumerate(zip(procs, outputs, strict=True)):
         assert proc.returncode == 0 and f"OK {pid}" in out, f"process {pid}:\n{out}\n{err[-4000:]}"
+
+
+@contextlib.contextmanager
+def background_python(code: str, *args: str, ready: str = "READY") -> Iterator[subprocess.Popen]:
+    """Runs ``python -c code *args`` (repository on the path, CPU only) around the ``with``
+    body, once it has printed the line `ready` (e.g. after taking a lock); kills it on leaving
+    (if still running)."""
+    env = fake_devices_env(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        if line != ready:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"background process printed {line!r}, not {ready!r}:\n{err}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+HOLD_LOCK = """
+import sys, time
+from closurejax import locking
+with locking.hold(sys.argv[1], sys.argv[2]):
+    print("READY", flush=True)
+    time.sleep(600)
+"""
+
+
+def holding_lock(folder: Path, stage: str) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """`background_python` holding `closurejax.locking.hold(folder, stage)` (another process
+    generating or training there)."""
+    return background_python(HOLD_LOCK, str(folder), stage)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from closurejax import locking
 from closurejax.config_section import from_section, invalid
 from closurejax.data import sparse, store
 from closurejax.physics import closures, filters
@@ -357,15 +358,14 @@ def generate(
     Writes `<workdir>/dataset` (all trajectories at the coarse size, train/test split, train-only
     normalisation statistics) and, if `data.zero_shot_sizes` is non-empty, `<workdir>/zero_shot`
     (the test trajectories, identical seeds, at the coarse and each zero-shot size). A workdir that
-    already holds a dataset from a different config is refused and left untouched. Returns the
-    dataset paths.
+    already holds a dataset from a different config is refused and left untouched. One process
+    generates in a workdir at a time: a second is refused (`locking.FolderLockedError`, naming
+    the holder). Returns the dataset paths.
     """
     config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     study = Study.from_config(config_dict)
     spec = study.spec
     workdir = Path(workdir).resolve()
-    burn, every, num_snapshots = spec.schedule(study.params.dt)
-    steps_per_traj = burn + every * (num_snapshots - 1)
     jobs = [("dataset", list(range(spec.num_trajectories)), (spec.coarse_size,))]
     if spec.zero_shot_sizes and spec.num_test:
         jobs.append(
@@ -376,6 +376,23 @@ def generate(
     for first in range(0, spec.num_trajectories, spec.trajectories_per_chunk):
         last = min(first + spec.trajectories_per_chunk, spec.num_trajectories)
         study.solver.initial_state(study.initial_vorticity(range(first, last)))
+    with locking.hold(workdir, "generate_data"):  # one generating process per workdir
+        return _write_jobs(study, config_dict, jobs, workdir, show_progress, log)
+
+
+def _write_jobs(
+    study: Study,
+    config_dict: dict[str, Any],
+    jobs: list[tuple[str, list[int], tuple[int, ...]]],
+    workdir: Path,
+    show_progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Path]:
+    """`generate`'s writing part, under the workdir's lock: create or resume each job's dataset
+    (all refusals before anything runs), then run and finalise the pending ones."""
+    spec = study.spec
+    burn, every, num_snapshots = spec.schedule(study.params.dt)
+    steps_per_traj = burn + every * (num_snapshots - 1)
     writers = []
     for name, indices, sizes in jobs:
         job_config = dataset_config(config_dict, name)

@@ -42,6 +42,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from closurejax import locking
 from closurejax.data import generate, pipeline, store
 from closurejax.diffusion import conditional, latent_model
 from closurejax.training import trainer as trainer_lib
@@ -501,8 +502,28 @@ def train(
     The state is a `TrainState`, or a `TwoStageState` for the two-stage latent baseline, whose
     stages run in order; there `num_steps` counts the updates of both stages (stage 1's
     `T1` steps, then stage 2's: `num_steps = T1 + k` stops stage 2 at its step k).
+
+    One process trains a run at a time: the run folder (for the two-stage baseline, the folder
+    of both stages) is locked (`locking.hold`), and a second process is refused with
+    `locking.FolderLockedError` naming the holder.
     """
     config_dict = _as_dict(config)
+    two_stage = _is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"
+    folder = run_dir(config_dict, workdir, run_name, "score" if two_stage else None)
+    with locking.hold(folder.parent if two_stage else folder, "train"):
+        return _train(config_dict, workdir, data_dir, num_steps, run_name, show_progress, log)
+
+
+def _train(
+    config_dict: dict[str, Any],
+    workdir: str | Path,
+    data_dir: str | Path | None,
+    num_steps: int | None,
+    run_name: str | None,
+    show_progress: bool,
+    log: Callable[[str], None] | None,
+) -> tuple[Model, Any]:
+    """`train` under the run folder's lock."""
     say = log or (lambda _: None)
     if not (_is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"):
         model, trainer = build_trainer(

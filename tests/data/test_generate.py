@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from closurejax import locking
 from closurejax.data import generate, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
+from tests.processes import ROOT, fake_devices_env, holding_lock
 from tests.tiny import tiny_config as tiny_study
 
 
@@ -162,3 +166,31 @@ def test_unknown_config_fields_are_named(tmp_path, section):
     config[section]["viscosty"] = 1e-3
     with pytest.raises(ValueError, match=f"unknown {section} config fields.*viscosty"):
         generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+
+
+def test_second_generation_in_a_workdir_is_refused_naming_the_holder(tmp_path):
+    """Another process generating in the workdir (it holds the workdir's lock): the library
+    refuses before writing anything, the launcher in one line naming the holder."""
+    workdir = tmp_path / "w"
+    with holding_lock(workdir, "generate_data") as holder:
+        with pytest.raises(locking.FolderLockedError, match=f"pid {holder.pid} on host") as info:
+            generate.generate(tiny_config(), workdir, show_progress=False, log=lambda _: None)
+        assert "\n" not in str(info.value)
+        assert sorted(p.name for p in workdir.iterdir()) == [".generate_data.lock"]
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "experiments" / "generate_data.py"),
+                f"--config={ROOT / 'experiments' / 'configs' / 'demo.py'}",
+                f"--workdir={workdir}",
+                "--no_progress",
+            ],
+            capture_output=True,
+            text=True,
+            env=fake_devices_env(1),
+            cwd=tmp_path,
+            timeout=300,
+        )
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines() == [f"generate_data: {info.value}"]
+    assert not (workdir / "dataset").exists()

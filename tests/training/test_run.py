@@ -10,11 +10,13 @@ import numpy as np
 import optax
 import pytest
 
+from closurejax import locking
 from closurejax.data import generate
 from closurejax.diffusion import conditional
 from closurejax.evaluation import offline
 from closurejax.training import checkpoint, run
 from tests.damage import flip_bytes, largest_file, truncate
+from tests.processes import holding_lock
 from tests.tiny import tiny_config
 
 
@@ -269,3 +271,23 @@ def test_corrupt_checkpoint_is_refused_by_load_and_skipped_by_train(study, damag
         np.testing.assert_array_equal(a, b)
     assert (workdir / run_name / "checkpoints_corrupt" / "4").is_dir()
     run.load(config, workdir, run_name=run_name)  # the retrained step 4 is intact
+
+
+def test_second_training_of_a_run_is_refused_naming_the_holder(study):
+    """Another process training the run (it holds the run folder's lock): refused in one line
+    naming it, before anything in the run changes (no metrics lines twice)."""
+    config, workdir = study
+    run.train(config, workdir, num_steps=2, run_name="locked", show_progress=False)
+    folder = workdir / "locked"
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with holding_lock(folder, "train") as holder:
+        with pytest.raises(locking.FolderLockedError) as info:
+            run.train(config, workdir, run_name="locked", show_progress=False)
+        assert str(info.value).startswith(
+            f"{folder} is in use by another train process (pid {holder.pid} on host"
+        )
+        assert "\n" not in str(info.value)
+        after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        assert after.pop(folder / ".train.lock") and after == before
+    _, state = run.train(config, workdir, run_name="locked", show_progress=False)
+    assert int(state.step) == 4 and not (folder / ".train.lock").exists()

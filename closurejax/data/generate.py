@@ -409,8 +409,16 @@ def _write_jobs(
     for (name, indices, sizes), writer in zip(jobs, writers, strict=True):
         paths[name] = workdir / name
         if writer.complete:
-            log(f"[{name}] already complete at {workdir / name}; nothing to do")
-            continue
+            broken, regenerate = writer.reopen_broken()
+            if not broken:
+                where = workdir / name
+                log(f"[{name}] already complete at {where} (checksums verified); nothing to do")
+                continue
+            log(
+                f"[{name}] {', '.join(broken)} corrupt or missing in {workdir / name} (checksum "
+                f"mismatch): repairing: {writer.num_chunks - len(regenerate)} chunk(s) rebuilt "
+                f"from the intact files, {len(regenerate)} to regenerate"
+            )
         pending = writer.pending_chunks()
         total_steps = sum(len(writer.chunk_trajectories(i)) for i in pending) * steps_per_traj
         log(f"[{name}] {len(pending)} chunk(s) to run, sizes {sizes}, {num_snapshots} snapshots")

@@ -28,7 +28,8 @@ process writes a dataset at a time: the writer takes no lock itself, `closurejax
 holds the workdir's (`closurejax.locking`). `finalize` streams over the chunks one
 trajectory at a time (memory bounded by one trajectory of one array), writes the consolidated
 train/test files, records their checksums and the train-only statistics, and marks the manifest
-complete.
+complete. `reopen_broken` turns a complete dataset with a corrupt or missing file back into a
+resumable one (`closurejax.data.generate` does so on a rerun, repairing it).
 
 Reading. `open_dataset` refuses an incomplete dataset, verifies every file's checksum, shape and
 dtype, optionally checks the generating config, and returns memory-mapped arrays.
@@ -696,6 +697,55 @@ class DatasetWriter:
         self._write_manifest()
         shutil.rmtree(self._path / _CHUNKS, ignore_errors=True)
         return open_dataset(self._path, verify=False)
+
+    def broken_files(self) -> list[str]:
+        """The consolidated files (``"<split>/<name>.npy"``) of a complete dataset that are
+        missing or whose sha256 differs from the manifest's (e.g. a truncated file); ``[]`` for
+        an incomplete dataset."""
+        if not self.complete:
+            return []
+        broken = []
+        for rel, entry in sorted(self._manifest["files"].items()):
+            file = self._path / rel
+            if not file.is_file() or sha256_file(file) != entry.get("sha256"):
+                broken.append(rel)
+        return broken
+
+    def reopen_broken(self) -> tuple[list[str], list[int]]:
+        """Makes a complete dataset with broken files (`broken_files`) incomplete again, so that
+        resuming it repairs them: returns ``(broken files, chunks to regenerate)``.
+
+        The chunks whose trajectories all lie in splits with intact files are rebuilt from those
+        files (no simulation); the others (holding a trajectory of a split with a broken file)
+        become pending. The manifest is marked incomplete first, so a process killed during the
+        repair leaves a dataset that resumes (regenerating whatever was not rebuilt). Nothing is
+        changed if every file is intact.
+        """
+        broken = self.broken_files()
+        if not broken:
+            return [], []
+        bad_splits = {rel.split("/", 1)[0] for rel in broken}
+        split = {s: [int(t) for t in self._manifest["split"][s]] for s in SPLITS}
+        where = {t: (s, k) for s in SPLITS for k, t in enumerate(split[s])}
+        self._manifest.update(complete=False, chunks={}, split=None, stats=None, files=None)
+        self._write_manifest()
+        regenerate = []
+        for i in range(self.num_chunks):
+            trajectories = list(self.chunk_trajectories(i))
+            if any(where[t][0] in bad_splits for t in trajectories):
+                regenerate.append(i)
+                continue
+            arrays = {}
+            for name in self._specs:
+                rows = []
+                for t in trajectories:
+                    s, k = where[t]
+                    data = np.load(self._path / s / f"{name}.npy", mmap_mode="r")
+                    rows.append(np.array(data[k]))
+                    del data
+                arrays[name] = np.stack(rows)
+            self.write_chunk(i, arrays)
+        return broken, regenerate
 
     # ---- internals
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from closurejax.data import generate, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
+from tests.damage import flip_bytes, truncate
 from tests.processes import ROOT, fake_devices_env, holding_lock
 from tests.tiny import tiny_config as tiny_study
 
@@ -194,3 +196,41 @@ def test_second_generation_in_a_workdir_is_refused_naming_the_holder(tmp_path):
     assert out.returncode == 1, out.stderr[-3000:]
     assert out.stderr.strip().splitlines() == [f"generate_data: {info.value}"]
     assert not (workdir / "dataset").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "regenerated"),
+    [(truncate, "test/target.npy", 1), (flip_bytes, "train/omega.npy", 1)],
+)
+def test_rerun_repairs_a_corrupt_file_of_a_complete_dataset(
+    generated, tmp_path, monkeypatch, damage, file, regenerated
+):
+    """A truncated or altered file of a complete dataset is found by its checksum and repaired
+    (one line): the chunks holding trajectories of its split are simulated again, the others
+    rebuilt from the intact files; the result equals the original dataset."""
+    config, workdir, paths = generated
+    copy_dir = tmp_path / "w"
+    shutil.copytree(workdir, copy_dir)
+    damage(copy_dir / "dataset" / file)
+    with pytest.raises(store.DatasetCorruptError):
+        store.open_dataset(copy_dir / "dataset")
+    real, calls = generate.simulate_chunk, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "simulate_chunk", counted)
+    logs: list[str] = []
+    generate.generate(config, copy_dir, show_progress=False, log=logs.append)
+    assert logs[0] == (
+        f"[dataset] {file} corrupt or missing in {copy_dir / 'dataset'} (checksum mismatch): "
+        f"repairing: {2 - regenerated} chunk(s) rebuilt from the intact files, {regenerated} to "
+        "regenerate"
+    )
+    assert logs[-1].startswith("[zero_shot] already complete") and len(calls) == regenerated
+    a, b = store.open_dataset(copy_dir / "dataset"), store.open_dataset(paths["dataset"])
+    assert a.manifest == b.manifest
+    for split in store.SPLITS:
+        for name in a.specs:
+            np.testing.assert_array_equal(a.arrays(split)[name], b.arrays(split)[name])

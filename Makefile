@@ -1,6 +1,7 @@
 # closurejax developer entry points. Needs only python3 (≥ 3.11); the rest goes into .venv.
 #
-#   make install     .venv with the package and its test extras (redone when pyproject.toml changes)
+#   make install     .venv with the package and its test extras at the versions of constraints.txt
+#                    (redone when pyproject.toml or constraints.txt change; make constraints refreshes it)
 #   make test        lint, format check, fast tests            make test-slow   tests marked slow
 #   make test-colabs run colabs/*.ipynb headless on their quick configs (nbclient)
 #   make lint        ruff check + format check                 make format      ruff format + fix
@@ -27,17 +28,23 @@ STUDY ?= paper_a_h_cpu
 # make reproduce: WORKDIR given on the command line, else workdirs/$(STUDY)
 STUDY_WORKDIR = $(if $(filter command line,$(origin WORKDIR)),$(WORKDIR),workdirs/$(STUDY))
 
-.PHONY: install test test-slow test-colabs lint format demo bench reproduce clean
+.PHONY: install constraints test test-slow test-colabs lint format demo bench reproduce clean
 
 install: $(STAMP)
 
 # Re-run only when pyproject.toml changes (or the stamp is missing); creating the venv is skipped
 # when one exists.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install -e '.[test]'
+	$(VPY) -m pip install -c constraints.txt -e '.[test]'
 	@touch $@
+
+# Pin what the venv holds now (after an upgrade whose tests pass) as the versions `make install`
+# installs; pyproject.toml's ranges stay open for library users.
+constraints: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(VPY) -m pip freeze --exclude-editable | grep -v -i '^closurejax'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 lint: $(STAMP)
 	$(RUFF) check $(SRC)

@@ -1,0 +1,17 @@
+"""Closure datasets: batched DNS → coarse fields, targets and sparse measurements; the on-disk
+store; batches for training. Public names, imported on first use:
+
+    from closurejax.data import generate, open_dataset
+"""
+
+from closurejax._exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "generate": ("DataSpec", "Study", "generate"),
+        "store": ("Dataset", "DatasetError", "open_dataset"),
+        "sparse": ("encode",),
+        "pipeline": ("Batches",),
+    },
+)

@@ -1,0 +1,25 @@
+"""Evaluation: metrics, the offline and online tests of a study, a whole study in one call,
+figures, and the benchmarks. Public names, imported on first use:
+
+    from closurejax.evaluation import run_study, run_offline, run_online, relative_error
+"""
+
+from closurejax._exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "metrics": (
+            "crps",
+            "energy_spectrum",
+            "ensemble_spread",
+            "mse",
+            "relative_error",
+            "spread_skill_ratio",
+        ),
+        "offline_study": ("run_offline",),
+        "a_posteriori": ("run_online",),
+        "study": ("export_results", "load_weights", "run_study"),
+        "benchmarks": ("BenchRecord", "fft_floor"),
+    },
+)

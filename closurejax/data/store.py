@@ -32,7 +32,11 @@ complete. `reopen_broken` turns a complete dataset with a corrupt or missing fil
 resumable one (`closurejax.data.generate` does so on a rerun, repairing it).
 
 Reading. `open_dataset` refuses an incomplete dataset, verifies every file's checksum, shape and
-dtype, optionally checks the generating config, and returns memory-mapped arrays.
+dtype, optionally checks the generating config, and returns memory-mapped arrays. A manifest
+that cannot describe its files is refused too, in one line naming the field: a split with
+repeated, overlapping, out-of-range or missing trajectories, or statistics that are not finite,
+a mean outside [min, max], a std outside [0, (max - min) / 2] or 0 for a varying array, a count
+other than the train split's.
 """
 
 from __future__ import annotations
@@ -345,7 +349,85 @@ def _load_manifest(path: Path) -> dict[str, Any]:
             for name in specs:
                 if not isinstance(manifest["files"].get(f"{s}/{name}.npy"), dict):
                     raise DatasetCorruptError(f"manifest {file}: no entry for {s}/{name}.npy")
+        _check_split(file, split, manifest["num_trajectories"])
+        _check_stats(file, manifest["stats"], specs, len(split["train"]))
     return manifest
+
+
+def _check_split(file: Path, split: Mapping[str, list[Any]], num_trajectories: int) -> None:
+    """Raises DatasetCorruptError unless train and test are disjoint lists of distinct integer
+    trajectory indices that together cover ``range(num_trajectories)``."""
+    for s in SPLITS:
+        bad = [t for t in split[s] if isinstance(t, bool) or not isinstance(t, int)]
+        if bad:
+            raise DatasetCorruptError(
+                f"manifest {file}: split.{s} holds {_short(bad)}, not trajectory indices (allowed: "
+                f"integers in [0, {num_trajectories}))"
+            )
+        repeated = sorted({t for t in split[s] if split[s].count(t) > 1})
+        if repeated:
+            raise DatasetCorruptError(
+                f"manifest {file}: split.{s} lists trajectories {_short(repeated)} more than once"
+            )
+    both = sorted(set(split["train"]) & set(split["test"]))
+    if both:
+        raise DatasetCorruptError(
+            f"manifest {file}: split.train and split.test overlap in trajectories {_short(both)} "
+            "(allowed: disjoint splits)"
+        )
+    covered = set(split["train"]) | set(split["test"])
+    if covered != set(range(num_trajectories)):
+        missing = sorted(set(range(num_trajectories)) - covered)
+        extra = sorted(covered - set(range(num_trajectories)))
+        raise DatasetCorruptError(
+            f"manifest {file}: split.train + split.test must cover trajectories 0..."
+            f"{num_trajectories - 1} once (num_trajectories={num_trajectories}); missing "
+            f"{_short(missing)}, out of range {_short(extra)}"
+        )
+
+
+def _check_stats(
+    file: Path, stats: Mapping[str, Any], specs: Mapping[str, ArraySpec], num_train: int
+) -> None:
+    """Raises DatasetCorruptError unless `stats` holds, for every array when the train split is
+    not empty, finite ``mean``, ``std``, ``min``, ``max`` with ``min <= mean <= max`` and
+    ``0 <= std <= (max - min) / 2`` (so std 0 only for a constant array: a normalisation by 0
+    otherwise), and ``count`` = the train split's number of elements."""
+    if num_train == 0:
+        if stats:
+            raise DatasetCorruptError(
+                f"manifest {file}: stats given for {sorted(stats)} but the train split is empty"
+            )
+        return
+    for name, spec in specs.items():
+        stat = stats.get(name)
+        where = f"manifest {file}: stats.{name}"
+        if not isinstance(stat, Mapping):
+            raise DatasetCorruptError(f"{where} is missing (allowed: mean, std, min, max, count)")
+        values = {}
+        for key in ("mean", "std", "min", "max"):
+            value = stat.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DatasetCorruptError(f"{where}.{key}={value!r} is not a number")
+            if not math.isfinite(value):
+                raise DatasetCorruptError(f"{where}.{key}={value!r} is not finite")
+            values[key] = float(value)
+        low, high, std = values["min"], values["max"], values["std"]
+        tol = 1e-6 * max(abs(low), abs(high), 1e-30)
+        if not low - tol <= values["mean"] <= high + tol:
+            raise DatasetCorruptError(
+                f"{where}.mean={values['mean']!r} is outside [min, max] = [{low!r}, {high!r}]"
+            )
+        if not 0 <= std <= (high - low) / 2 + tol or (std == 0 and high > low):
+            raise DatasetCorruptError(
+                f"{where}.std={std!r} is impossible for values in [{low!r}, {high!r}] (allowed: "
+                f"0 < std <= (max - min) / 2 = {(high - low) / 2!r}; 0 only for a constant array)"
+            )
+        count = num_train * math.prod(spec.shape)
+        if stat.get("count") != count:
+            raise DatasetCorruptError(
+                f"{where}.count={stat.get('count')!r}, but the train split holds {count} values"
+            )
 
 
 def _validate_name(name: str) -> None:

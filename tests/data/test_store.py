@@ -370,3 +370,66 @@ def test_array_spec_validation() -> None:
         ArraySpec((2,), "complex64")
     with pytest.raises(ValueError, match="non-negative"):
         ArraySpec((-1,), "float32")
+
+
+def _tamper(path: Path, edit) -> None:
+    """Applies `edit(manifest)` to the dataset's manifest.json."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    edit(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def edit(manifest: dict) -> None:
+        obj = manifest
+        for key in keys[:-1]:
+            obj = obj[key]
+        obj[keys[-1]] = value
+
+    return edit
+
+
+TAMPERED = [
+    (_set("stats", "omega", "std", 0.0), r"stats\.omega\.std=0\.0 is impossible"),
+    (_set("stats", "omega", "std", -1.0), r"stats\.omega\.std=-1\.0 is impossible"),
+    (_set("stats", "omega", "std", 1e9), r"stats\.omega\.std=1000000000\.0 is impossible"),
+    (_set("stats", "omega", "mean", float("nan")), r"stats\.omega\.mean=nan is not finite"),
+    (_set("stats", "omega", "mean", "0"), r"stats\.omega\.mean='0' is not a number"),
+    (_set("stats", "omega", "mean", 1e6), r"stats\.omega\.mean=1000000\.0 is outside \[min, max\]"),
+    (_set("stats", "label", "count", 4), r"stats\.label\.count=4, but the train split holds 5"),
+    (lambda m: m["stats"].pop("label"), r"stats\.label is missing"),
+    (
+        _set("split", "test", [2, 5, 1]),
+        r"split\.train and split\.test overlap in trajectories \[1\]",
+    ),
+    (_set("split", "train", [0, 1, 3, 4, 4, 6]), r"split\.train lists trajectories \[4\] more"),
+    (_set("split", "test", [2]), r"must cover trajectories 0\.\.\.6 once .*missing \[5\]"),
+    (_set("split", "test", [2, 5, 9]), r"out of range \[9\]"),
+    (_set("split", "test", [2, "5"]), r"split\.test holds \[\"5\"\], not trajectory indices"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), TAMPERED)
+def test_tampered_manifest_is_refused_naming_the_field(tmp_path: Path, edit, message) -> None:
+    """A manifest whose statistics or split cannot be those of its files (std 0 of a varying
+    array, overlapping or incomplete splits, ...) is refused on open in one line."""
+    path = tmp_path / "ds"
+    write_all(path)
+    _tamper(path, edit)
+    with pytest.raises(DatasetCorruptError, match=message) as info:
+        open_dataset(path)
+    assert str(info.value).startswith(f"manifest {path / 'manifest.json'}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_constant_array_may_have_std_zero(tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    writer = DatasetWriter.create_or_resume(path, CONFIG, SPECS, N, PER_CHUNK)
+    data = {**full_data(), "label": np.full(N, 7, np.int32)}
+    for i in writer.pending_chunks():
+        writer.write_chunk(i, chunk_of(data, writer.chunk_trajectories(i)))
+    dataset = writer.finalize(TEST)
+    assert dataset.stats["label"]["std"] == 0.0
+    assert open_dataset(path).stats["label"] == dataset.stats["label"]

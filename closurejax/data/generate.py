@@ -104,12 +104,14 @@ class DataSpec:
             raise _bad("t_end", self.t_end, f"> t_burn_in={self.t_burn_in} ≥ 0")
         if self.snapshot_interval <= 0:
             raise _bad("snapshot_interval", self.snapshot_interval, "> 0")
+        if int(self.sparse_stride) != self.sparse_stride or self.sparse_stride < 1:
+            raise _bad("sparse_stride", self.sparse_stride, f"a divisor of {self.coarse_size}")
         if self.coarse_size % self.sparse_stride:
             raise _bad("sparse_stride", self.sparse_stride, f"a divisor of {self.coarse_size}")
         if self.sparse_kernel % 2 == 0 or not 1 <= self.sparse_kernel <= self.coarse_size:
             raise _bad("sparse_kernel", self.sparse_kernel, "an odd integer in [1, coarse_size]")
         for size in self.zero_shot_sizes:
-            if size % self.coarse_size or self.fine_size % size:
+            if size < 1 or size % self.coarse_size or self.fine_size % size:
                 raise _bad(
                     "zero_shot_sizes",
                     self.zero_shot_sizes,

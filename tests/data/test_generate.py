@@ -126,6 +126,8 @@ BAD_CONFIGS = [
     ({"physics": {"dt": 0.0}}, "dt"),
     ({"physics": {"max_cfl": 1e-4}}, "CFL"),
     ({"physics": {"dealias": "three_halves"}}, "dealias"),
+    ({"data": {"sparse_stride": 0}}, r"data\.sparse_stride=0 is invalid"),
+    ({"data": {"zero_shot_sizes": (0,)}}, r"data\.zero_shot_sizes=\(0,\) is invalid"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Closure datasets from batched DNS (papers.md, "Data"; `experiments/generate_data.py`).
+"""Closure datasets from batched DNS (arXiv 2408.02965, data; `experiments/generate_data.py`).
 
 For each trajectory i (key fold_in(PRNGKey(seed), i)): a Gaussian-random-field vorticity on the
 fine grid, `t_burn_in` of spin-up, then a snapshot every `snapshot_interval` up to `t_end`. At each

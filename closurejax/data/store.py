@@ -1,7 +1,7 @@
 """On-disk datasets: chunked, resumable writing and verified, memory-mapped reading (numpy only).
 
-A dataset is a set of named arrays over trajectories (papers.md, "Data": e.g. 100 trajectories of
-201 snapshots, split by trajectory 95 / 5). Each array has a per-trajectory shape and dtype, its
+A dataset is a set of named arrays over trajectories (arXiv 2408.02965's data: e.g. 100 trajectories
+of 201 snapshots, split by trajectory 95 / 5). Each array has a per-trajectory shape and dtype, its
 `ArraySpec` (e.g. ``omega: [201, 64, 64] float32``). One folder holds one dataset::
 
     <path>/

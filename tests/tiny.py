@@ -24,3 +24,25 @@ def tiny_config(**data_overrides: object) -> dict:
     config["data"].update(TINY_DATA)
     config["data"].update(data_overrides)
     return config
+
+
+def tiny_online(fine: int = 32, coarse: int = 32) -> dict:
+    """`tiny_config` with a tiny network, one-epoch training and a 2-member online test from
+    t = 0.01 to 0.05 s (sources none and reference) on a `fine`² DNS → `coarse`² grid."""
+    config = tiny_config(fine_size=fine, coarse_size=coarse, zero_shot_sizes=())
+    config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
+    config["training"].update(
+        batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"
+    )
+    config["simulation"].update(
+        trajectory=0,
+        t_start=0.01,
+        t_end=0.05,
+        every=2,
+        ensemble_size=2,
+        save_interval=0.01,
+        sources=("none", "reference"),
+        figure_times=(0.03, 0.05),
+        animation=True,
+    )
+    return config

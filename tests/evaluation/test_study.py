@@ -11,29 +11,19 @@ import pytest
 
 from closurejax.evaluation import study as study_lib
 from closurejax.training import run
-from tests.tiny import tiny_config
+from tests.tiny import tiny_online
 
 
 def tiny_study() -> dict:
-    config = tiny_config(fine_size=32, coarse_size=16, zero_shot_sizes=(32,))
+    """The online tests' tiny study at 32² → 16² with a zero-shot 32² copy, all four sources."""
+    config = tiny_online(fine=32, coarse=16)
+    config["data"]["zero_shot_sizes"] = (32,)
     config["name"] = "tiny_study"
     config["physics"]["noise_modes"] = 7  # the band must fit the 16² solver
-    config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
-    config["training"].update(
-        batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"
-    )
     config["evaluation"].update(ensemble_size=3, max_snapshots=2)
     config["sampler"]["num_steps"] = 2
     config["simulation"].update(
-        trajectory=0,
-        t_start=0.01,
-        t_end=0.05,
-        every=2,
-        ensemble_size=2,
-        save_interval=0.01,
-        sources=("none", "diffusion", "regression", "reference"),
-        figure_times=(0.03, 0.05),
-        animation=False,
+        sources=("none", "diffusion", "regression", "reference"), animation=False
     )
     return config
 

@@ -15,27 +15,7 @@ from closurejax.evaluation import a_posteriori
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled, online, sources
 from closurejax.training import run
-from tests.tiny import tiny_config
-
-
-def tiny_online(fine: int = 32, coarse: int = 32) -> dict:
-    config = tiny_config(fine_size=fine, coarse_size=coarse, zero_shot_sizes=())
-    config["model"].update(width=8, modes=4, depth=2, embed_dim=16)
-    config["training"].update(
-        batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"
-    )
-    config["simulation"].update(
-        trajectory=0,
-        t_start=0.01,
-        t_end=0.05,
-        every=2,
-        ensemble_size=2,
-        save_interval=0.01,
-        sources=("none", "reference"),
-        figure_times=(0.03, 0.05),
-        animation=True,
-    )
-    return config
+from tests.tiny import tiny_online
 
 
 @pytest.fixture(scope="module")

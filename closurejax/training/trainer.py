@@ -103,7 +103,7 @@ class OptimConfig:
     """Optimisation settings (the ``optim`` section of a study config).
 
     Attributes:
-      learning_rate: peak learning rate (papers.md: Adam, 1e-3).
+      learning_rate: peak learning rate (arXiv 2408.02965: Adam, 1e-3).
       schedule: ``"step"`` — the papers' step decay, ×`decay_factor` every
         `decay_every_epochs` epochs (counted in steps via the batch source's steps_per_epoch);
         ``"cosine"`` — cosine decay to 0 over the steps after warm-up; ``"constant"``.

@@ -76,36 +76,41 @@ def save_tagged_npz(path: str | os.PathLike, meta: Any, **arrays: np.ndarray) ->
     return save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
+def _read_tagged(
+    path: str | os.PathLike, with_arrays: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """(meta, arrays or {}) of a `save_tagged_npz` file; None if it is missing, unreadable or
+    has no dict `meta`."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict):
+                return None
+            names = [n for n in data.files if n != "meta"] if with_arrays else []
+            return meta, {name: data[name] for name in names}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def load_tagged_npz(
     path: str | os.PathLike, fingerprint: str
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """`(meta, arrays)` of a `save_tagged_npz` file whose `meta["fingerprint"]` is `fingerprint`;
     None if the file is missing, unreadable or was made by something else (recompute then)."""
-    path = Path(path)
-    if not path.exists():
+    loaded = _read_tagged(path, with_arrays=True)
+    if loaded is None or loaded[0].get("fingerprint") != fingerprint:
         return None
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
-                return None
-            return meta, {name: data[name] for name in data.files if name != "meta"}
-    except (OSError, ValueError, KeyError):
-        return None
+    return loaded
 
 
 def tagged_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON `meta` of a `save_tagged_npz` file (without checking its fingerprint); None if
     the file is missing, unreadable or has no dict `meta`."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError):
-        return None
-    return meta if isinstance(meta, dict) else None
+    loaded = _read_tagged(path, with_arrays=False)
+    return None if loaded is None else loaded[0]
 
 
 def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:

@@ -20,3 +20,15 @@ def test_tagged_npz_round_trip_and_refusals(tmp_path) -> None:
     path.write_bytes(b"not a zip file")
     assert atomic.load_tagged_npz(path, "abc") is None  # unreadable: the caller recomputes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.npz"]  # no temp files left
+
+
+def test_tagged_meta_reads_the_meta_whatever_its_fingerprint(tmp_path) -> None:
+    path = tmp_path / "result.npz"
+    atomic.save_tagged_npz(path, {"fingerprint": "abc", "key": {"a": 1}}, x=np.zeros(3))
+    assert atomic.tagged_meta(path) == {"fingerprint": "abc", "key": {"a": 1}}
+    assert atomic.tagged_meta(tmp_path / "missing.npz") is None
+    atomic.save_npz(tmp_path / "plain.npz", x=np.zeros(2))  # no meta at all
+    assert atomic.tagged_meta(tmp_path / "plain.npz") is None
+    atomic.save_npz(tmp_path / "list.npz", meta=np.array("[1, 2]"))  # a meta that is no dict
+    assert atomic.tagged_meta(tmp_path / "list.npz") is None
+    assert atomic.load_tagged_npz(tmp_path / "list.npz", "abc") is None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from closurejax.evaluation import benchmarks, coupled_benchmarks, score_benchmarks
+from experiments import launch
 
 GROUPS: dict[str, Callable[[bool], list[benchmarks.BenchRecord]]] = {
     "solver": benchmarks.solver_benchmarks,
@@ -31,11 +32,11 @@ _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (for tests)
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments {argv[1:]}; allowed: flags only (--help)")
     selected = list(dict.fromkeys(_ONLY.value)) or list(GROUPS)
     unknown = [g for g in selected if g not in GROUPS]
     if unknown:
-        raise app.UsageError(f"--only: unknown groups {unknown}; allowed: {list(GROUPS)}")
+        raise ValueError(f"--only: unknown groups {unknown}; allowed: {list(GROUPS)}")
     if os.path.exists(_OUTPUT.value):
         benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
     logging.info("benchmarking %s on %s", selected, benchmarks.device_description())
@@ -55,4 +56,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

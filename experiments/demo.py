@@ -15,23 +15,19 @@ stages are reused (delete the workdir to start over).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from closurejax.data import generate, store
 from closurejax.evaluation import a_posteriori, metrics, plots
 from closurejax.training import run
 from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "demo.py"), "Study config.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Folder for everything the demo makes.")
+_CONFIG = launch.define_config(str(Path(__file__).parent / "configs" / "demo.py"), "Study config.")
+_WORKDIR = launch.define_workdir("Folder for everything the demo makes.", default="workdirs/demo")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bars.")
 
 
@@ -63,22 +59,19 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     progress = not _NO_PROGRESS.value
     timings = {}
-    try:
-        a_posteriori.check_config(config)  # refuse a bad config before writing anything
-        start = time.time()
-        paths = generate.generate(config, workdir, show_progress=progress)
-        _dataset_figures(paths, workdir / "figures")
-        timings["data"] = time.time() - start
+    a_posteriori.check_config(config)  # refuse a bad config before writing anything
+    start = time.time()
+    paths = generate.generate(config, workdir, show_progress=progress)
+    _dataset_figures(paths, workdir / "figures")
+    timings["data"] = time.time() - start
 
-        start = time.time()
-        run.train(config, workdir, show_progress=progress)
-        timings["training"] = time.time() - start
+    start = time.time()
+    run.train(config, workdir, show_progress=progress)
+    timings["training"] = time.time() - start
 
-        start = time.time()
-        results = a_posteriori.run_online(config, workdir, show_progress=progress)
-        timings["online"] = time.time() - start
-    except (ValueError, FloatingPointError, FileNotFoundError) as error:
-        sys.exit(f"demo: {error}")
+    start = time.time()
+    results = a_posteriori.run_online(config, workdir, show_progress=progress)
+    timings["online"] = time.time() - start
 
     print()
     print(a_posteriori.format_table(results))
@@ -99,4 +92,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -12,27 +12,20 @@ trained, DIR/regression (the deterministic baseline); writes DIR/offline/metrics
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-from absl import app, flags
-from ml_collections import config_flags
 
 from closurejax.diffusion import latent_model
 from closurejax.evaluation import offline_study
+from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, runs).")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG = launch.define_config()
+_WORKDIR = launch.define_workdir("Study folder (dataset, runs).")
 
 
 def main(argv: list[str]) -> None:
     del argv
     workdir = Path(_WORKDIR.value).resolve()
-    try:
-        results = offline_study.run_offline(_CONFIG.value, workdir)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"evaluate_offline: {error}")
+    results = offline_study.run_offline(_CONFIG.value, workdir)
     print(offline_study.format_results(results))
     kind = _CONFIG.value.model.kind
     out = "offline" if kind != latent_model.KIND else f"offline_{results['latent_run']}"
@@ -40,4 +33,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -12,21 +12,18 @@ three figures and the trained EMA weights are copied there (what the repository 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from closurejax.evaluation import study
 from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the study makes.")
+_CONFIG = launch.define_config()
+_WORKDIR = launch.define_workdir("Folder for everything the study makes.")
 _RESULTS = flags.DEFINE_string("results", None, "Copy summary, figures and weights here.")
 _STAGES = flags.DEFINE_list("stages", list(study.STAGES), "Stages to run (in study order).")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bars.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
@@ -34,17 +31,14 @@ def main(argv: list[str]) -> None:
     launch.quiet_library_logs()
     config = _CONFIG.value
     workdir = Path(_WORKDIR.value).resolve()
-    try:
-        summary = study.run_study(
-            config, workdir, stages=_STAGES.value, show_progress=not _NO_PROGRESS.value
-        )
-        if _RESULTS.value:
-            for path in study.export_results(config, workdir, _RESULTS.value):
-                print(f"written: {path}")
-    except (ValueError, FloatingPointError, FileNotFoundError) as error:
-        sys.exit(f"reproduce: {error}")
+    summary = study.run_study(
+        config, workdir, stages=_STAGES.value, show_progress=not _NO_PROGRESS.value
+    )
+    if _RESULTS.value:
+        for path in study.export_results(config, workdir, _RESULTS.value):
+            print(f"written: {path}")
     print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -15,34 +15,27 @@ the same weights (by content); a stale result is recomputed, with one line sayin
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from closurejax.evaluation import a_posteriori as study
 from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, trained runs).")
+_CONFIG = launch.define_config()
+_WORKDIR = launch.define_workdir("Study folder (dataset, trained runs).")
 _SOURCES = flags.DEFINE_list("sources", None, "Closure sources (default: the config's).")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bars.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     del argv
     launch.quiet_library_logs()
     launch.one_line_warnings()
-    try:
-        results = study.run_online(
-            _CONFIG.value, _WORKDIR.value, _SOURCES.value, show_progress=not _NO_PROGRESS.value
-        )
-    except (ValueError, FloatingPointError, FileNotFoundError) as error:
-        sys.exit(f"simulate: {error}")
+    results = study.run_online(
+        _CONFIG.value, _WORKDIR.value, _SOURCES.value, show_progress=not _NO_PROGRESS.value
+    )
     print(study.format_table(results))
     print(f"results and figures: {_WORKDIR.value}/simulation")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -16,37 +16,30 @@ steps of both stages. `--config.model.kind=score` trains the P-CDM of the config
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from closurejax.training import run
 from experiments import launch
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (dataset, runs).")
+_CONFIG = launch.define_config()
+_WORKDIR = launch.define_workdir("Study folder (dataset, runs).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (default: WORKDIR/dataset).")
 _STEPS = flags.DEFINE_integer("num_steps", None, "Stop at this global step (default: the config).")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     del argv
     launch.one_line_warnings()
-    try:
-        run.train(
-            _CONFIG.value,
-            _WORKDIR.value,
-            _DATA_DIR.value,
-            num_steps=_STEPS.value,
-            show_progress=not _NO_PROGRESS.value,
-            log=print,
-        )
-    except (ValueError, FloatingPointError, FileNotFoundError) as error:
-        sys.exit(f"train: {error}")
+    run.train(
+        _CONFIG.value,
+        _WORKDIR.value,
+        _DATA_DIR.value,
+        num_steps=_STEPS.value,
+        show_progress=not _NO_PROGRESS.value,
+        log=print,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -51,9 +51,11 @@ from closurejax.training.state import TrainState
 
 __all__ = [
     "LATENT_STAGES",
+    "MODEL_KINDS",
     "TwoStageState",
     "build_trainer",
     "check_diffusion",
+    "check_model_kind",
     "load",
     "model_from_config",
     "open_study_dataset",
@@ -65,6 +67,9 @@ __all__ = [
 
 LATENT_STAGES = ("autoencoders", "score")
 """The two runs of the two-stage latent baseline, in training order."""
+
+MODEL_KINDS = (*conditional.KINDS, latent_model.KIND)
+"""Every `model.kind`: the P-CDM "score", the "regression" baseline and paper B's "latent"."""
 
 Model = conditional.ClosureModel | latent_model.LatentDiffusionModel
 
@@ -106,6 +111,12 @@ def model_from_config(config: Mapping[str, Any], stats: conditional.Stats) -> Mo
     return conditional.from_config(config, stats)
 
 
+def check_model_kind(kind: Any) -> None:
+    """Refuses a `model.kind` that is none of `MODEL_KINDS`, in one line listing them."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model.kind={kind!r} is invalid; allowed: {MODEL_KINDS}")
+
+
 def run_dir(
     config: Mapping[str, Any],
     workdir: str | Path,
@@ -117,6 +128,7 @@ def run_dir(
     config = _as_dict(config)
     workdir = Path(workdir).resolve()
     kind = config["model"]["kind"]
+    check_model_kind(kind)
     if kind != latent_model.KIND or latent_model.training_mode(config) == "joint":
         if stage is not None:
             raise ValueError(

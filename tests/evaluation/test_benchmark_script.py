@@ -103,3 +103,21 @@ def test_group_with_a_missing_prerequisite_is_skipped_and_others_kept(tmp_path: 
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "skipped samplers" in proc.stdout and "cpu_small" in proc.stdout
     assert [r["name"] for r in json.loads(output.read_text())] == ["samplers/old/rel_error_mean"]
+
+
+def test_a_corrupt_output_file_is_refused_in_one_line_before_any_run(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    output.write_text("{not json")
+    proc = run_benchmark(tmp_path, output, "solver")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"benchmark: benchmark file {output} is not valid JSON (Expecting property name enclosed "
+        "in double quotes: line 1 column 2 (char 1)); move or delete it, it was not overwritten"
+    ]
+    assert output.read_text() == "{not json"
+    proc = run_benchmark(tmp_path, tmp_path / "new.json", "solver,nope")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "benchmark: --only: unknown groups ['nope']; allowed: "
+        "['solver', 'score', 'samplers', 'latent', 'coupled']"
+    ]
+    assert not (tmp_path / "new.json").exists()

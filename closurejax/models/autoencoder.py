@@ -19,7 +19,25 @@ and a decoder that mirrors it with nearest-neighbour upsampling:
 Here ``channels = (c_0, ..., c_L)`` generalises ``(64, 128, 256)``: the encoder has one level per
 channel change ``c_{i-1} -> c_i`` (``num_res_blocks`` ResBlocks, the first changing the channels,
 then a stride-2 convolution), so the number of downsamplings is ``L = len(channels) - 1`` and an
-``n x n`` field becomes an ``n / 2^L x n / 2^L`` latent (64^2 -> 16^2 by default).
+``n x n`` field becomes an ``n / 2^L x n / 2^L`` latent (64^2 -> 16^2 by default; with a stem of
+factor ``f``, below, ``n / (f 2^L)``).
+
+Cost-designed variants (not in paper B; closurejax issue 11). At 64^2 and batch 100 paper B's
+pair of autoencoders (encode omega + decode H) costs ~965 GFLOP, most of it in the 128-channel
+ResBlock at full resolution. Options that keep the structure but move work off the fine grid:
+
+* ``stem`` / ``stem_factor = f``: ``"space_to_depth"`` folds ``f x f`` pixel blocks into ``f^2``
+  channels (:func:`space_to_depth`) before the first Conv3x3, ``"strided"`` is one circular
+  convolution of kernel ``2 f - 1`` and stride ``f``; either way nothing but the stem touches
+  the ``n x n`` grid, and the decoder ends with a Conv3x3 to ``f^2`` channels on the ``n / f``
+  grid unfolded by :func:`depth_to_space` (sub-pixel output). The latent is ``n / (f 2^L)`` per
+  side: 64^2 -> 16^2 with ``f = 4, L = 0`` or ``f = 2, L = 1``, -> 8^2 with ``f = 4, L = 1``;
+* narrow early levels: ``channels[0]`` is the width at the finest level (after the stem), and
+  with ``num_res_blocks = 0`` a level is only its stride-2 convolution ``c_i -> c_{i+1}``, so no
+  ResBlock runs at the level's full width on its finest grid;
+* ``attention`` may be switched off (the two middle ResBlocks stay).
+
+The counted FLOPs of each are in :mod:`closurejax.models.flops` (``autoencoder_flops``).
 
 Periodicity. The fields live on the periodic unit square, so every convolution pads circularly
 (``padding="CIRCULAR"``). A stride-2 circular convolution samples the output at the even input
@@ -27,7 +45,10 @@ pixels, GroupNorm statistics are taken over the whole (periodic) domain, and sel
 positional encoding, so the encoder is exactly equivariant to periodic shifts by multiples of
 ``2^L`` pixels (a shift by ``2^L`` pixels of the field shifts the latent by one pixel) and the
 decoder is equivariant to latent shifts (one latent pixel -> ``2^L`` field pixels), up to float
-rounding.
+rounding. With a stem of factor ``f`` the same holds with ``f 2^L`` in place of ``2^L``:
+space-to-depth maps a shift by ``f`` pixels to a shift by one block, the stride-``f`` circular
+convolution samples its output at the pixels ``f i`` (odd kernel centred on them), and
+:func:`depth_to_space` maps a one-pixel shift of its input to an ``f``-pixel shift of the field.
 
 Layouts. Fields are ``[batch, n, n]`` (repository convention); latents keep their channel axis,
 ``[batch, n / 2^L, n / 2^L, latent_channels]`` (paper B: ``latent_channels = 1``), so that a
@@ -55,7 +76,10 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "STEMS",
     "group_count",
+    "space_to_depth",
+    "depth_to_space",
     "ResBlock",
     "SelfAttention",
     "Downsample",
@@ -64,6 +88,12 @@ __all__ = [
     "Decoder",
     "Autoencoder",
 ]
+
+
+STEMS: tuple[str, ...] = ("conv", "space_to_depth", "strided")
+"""Encoder stems: paper B's full-resolution Conv3x3 (``stem_factor = 1``); a space-to-depth
+rearrangement of ``s x s`` pixel blocks into ``s^2`` channels followed by a Conv3x3 on the
+``n / s`` grid; or one circular stride-``s`` convolution of kernel ``2 s - 1`` (``s >= 2``)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,6 +105,12 @@ def _check_positive_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_non_negative_int(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer ``>= 0``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _check_channels(channels: Any) -> tuple[int, ...]:
@@ -125,6 +161,42 @@ def group_count(groups: int, channels: int) -> int:
             f"{channels} channels; choose channels that are multiples of {g} or change groups"
         )
     return g
+
+
+def space_to_depth(x: jax.Array, factor: int) -> jax.Array:
+    """Fold ``factor x factor`` pixel blocks into channels: ``[B, n, n] -> [B, n/f, n/f, f^2]``.
+
+    Output pixel ``(i, j)`` holds the block of input pixels ``(f i + a, f j + b)``, channel
+    ``a f + b``, so a periodic shift of the input by ``f`` pixels shifts the output by one.
+
+    Raises:
+        ValueError: unless ``x`` is ``[batch, n, n]`` with ``n`` divisible by ``factor``.
+    """
+    _check_positive_int("factor", factor)
+    if x.ndim != 3 or x.shape[1] % factor or x.shape[2] % factor:
+        raise ValueError(
+            f"space_to_depth input must be [batch, n, n] with n divisible by {factor}, got "
+            f"{x.shape}"
+        )
+    batch, nx, ny = x.shape
+    blocks = x.reshape(batch, nx // factor, factor, ny // factor, factor)
+    return blocks.transpose(0, 1, 3, 2, 4).reshape(batch, nx // factor, ny // factor, factor**2)
+
+
+def depth_to_space(x: jax.Array, factor: int) -> jax.Array:
+    """Inverse of :func:`space_to_depth`: ``[B, m, m, f^2] -> [B, m f, m f]``.
+
+    Raises:
+        ValueError: unless ``x`` is ``[batch, m, m, factor^2]``.
+    """
+    _check_positive_int("factor", factor)
+    if x.ndim != 4 or x.shape[-1] != factor**2:
+        raise ValueError(
+            f"depth_to_space input must be [batch, m, m, {factor**2}], got shape {x.shape}"
+        )
+    batch, mx, my, _ = x.shape
+    blocks = x.reshape(batch, mx, my, factor, factor).transpose(0, 1, 3, 2, 4)
+    return blocks.reshape(batch, mx * factor, my * factor)
 
 
 def _conv(features: int, name: str, kernel: int = 3, stride: int = 1) -> nn.Conv:
@@ -274,8 +346,17 @@ def _validate_architecture(module: Encoder | Decoder | Autoencoder) -> tuple[int
     """Check the hyper-parameters shared by the encoder, decoder and autoencoder."""
     channels = _check_channels(module.channels)
     _check_positive_int("latent_channels", module.latent_channels)
-    _check_positive_int("num_res_blocks", module.num_res_blocks)
+    _check_non_negative_int("num_res_blocks", module.num_res_blocks)
     _check_positive_int("num_heads", module.num_heads)
+    if module.stem not in STEMS:
+        raise ValueError(f"stem={module.stem!r} is invalid; allowed: {STEMS}")
+    _check_positive_int("stem_factor", module.stem_factor)
+    if (module.stem == "conv") != (module.stem_factor == 1):
+        allowed = "1" if module.stem == "conv" else "an integer >= 2 (e.g. 2 or 4)"
+        raise ValueError(
+            f"stem_factor={module.stem_factor!r} is invalid for stem={module.stem!r}; allowed: "
+            f"{allowed}"
+        )
     for c in channels:
         group_count(module.groups, c)
     if module.attention and channels[-1] % module.num_heads != 0:
@@ -287,17 +368,21 @@ def _validate_architecture(module: Encoder | Decoder | Autoencoder) -> tuple[int
 
 
 class Encoder(nn.Module):
-    """Paper B's encoder: ``[batch, n, n] -> [batch, n / 2^L, n / 2^L, latent_channels]``.
+    """Paper B's encoder: ``[batch, n, n] -> [batch, n / (f 2^L), n / (f 2^L), latent_channels]``.
 
-    ``L = len(channels) - 1`` downsamplings. See the module docstring for the layer sequence.
+    ``L = len(channels) - 1`` downsamplings after a stem of factor ``f = stem_factor`` (paper B:
+    ``f = 1``). See the module docstring for the layer sequence.
 
     Attributes:
         channels: ``(c_0, ..., c_L)``; paper B: ``(64, 128, 256)``.
         latent_channels: channels of the latent (paper B: 1).
         attention: whether to put a :class:`SelfAttention` between the two middle ResBlocks.
         num_res_blocks: ResBlocks per level (paper B: 1); the first of a level changes channels.
+            ``0``: a level is its stride-2 convolution alone (which then changes the channels).
         num_heads: attention heads (paper B: 8).
         groups: GroupNorm groups (paper B: 32).
+        stem: one of :data:`STEMS` (paper B: ``"conv"``).
+        stem_factor: downsampling of the stem (1 for ``"conv"``, ``>= 2`` otherwise).
     """
 
     channels: Sequence[int] = (64, 128, 256)
@@ -306,6 +391,8 @@ class Encoder(nn.Module):
     num_res_blocks: int = 1
     num_heads: int = 8
     groups: int = 32
+    stem: str = "conv"
+    stem_factor: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -318,7 +405,13 @@ class Encoder(nn.Module):
             ``[batch, n / 2^L, n / 2^L, latent_channels]``.
         """
         channels = _validate_architecture(self)
-        h = _conv(channels[0], "conv_in")(_as_float(x)[..., None])
+        x, factor = _as_float(x), self.stem_factor
+        if self.stem == "conv":
+            h = _conv(channels[0], "conv_in")(x[..., None])
+        elif self.stem == "space_to_depth":
+            h = _conv(channels[0], "conv_in")(space_to_depth(x, factor))
+        else:  # "strided"
+            h = _conv(channels[0], "conv_in", kernel=2 * factor - 1, stride=factor)(x[..., None])
         for level, c in enumerate(channels[1:]):
             for block in range(self.num_res_blocks):
                 h = ResBlock(c, self.groups, name=f"down_{level}_block_{block}")(h)
@@ -340,8 +433,10 @@ class Decoder(nn.Module):
     the channels change in the upsampling convolution).
 
     Attributes:
-        channels, latent_channels, attention, num_res_blocks, num_heads, groups: as in
-            :class:`Encoder` (``channels`` listed from the finest level, as for the encoder).
+        channels, latent_channels, attention, num_res_blocks, num_heads, groups, stem,
+            stem_factor: as in :class:`Encoder` (``channels`` listed from the finest level, as
+            for the encoder). With ``stem_factor = f > 1`` the output convolution gives ``f^2``
+            channels on the ``n / f`` grid, unfolded by :func:`depth_to_space`.
     """
 
     channels: Sequence[int] = (64, 128, 256)
@@ -350,6 +445,8 @@ class Decoder(nn.Module):
     num_res_blocks: int = 1
     num_heads: int = 8
     groups: int = 32
+    stem: str = "conv"
+    stem_factor: int = 1
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -373,7 +470,10 @@ class Decoder(nn.Module):
                 h = ResBlock(channels[level + 1], self.groups, name=f"up_{level}_block_{block}")(h)
             h = Upsample(channels[level], name=f"up_{level}_upsample")(h)
         h = nn.silu(_group_norm(self.groups, channels[0], "norm_out")(h))
-        return _conv(1, "conv_out")(h)[..., 0]
+        if self.stem == "conv":
+            return _conv(1, "conv_out")(h)[..., 0]
+        # sub-pixel output: f^2 channels on the n / f grid, unfolded into f x f pixel blocks
+        return depth_to_space(_conv(self.stem_factor**2, "conv_out")(h), self.stem_factor)
 
 
 class Autoencoder(nn.Module):
@@ -391,9 +491,12 @@ class Autoencoder(nn.Module):
         channels: ``(c_0, ..., c_L)``; paper B: ``(64, 128, 256)`` (``L = 2``: 64^2 -> 16^2).
         latent_channels: channels of the latent (paper B: 1).
         attention: self-attention in the middle of the encoder and decoder (paper B: on).
-        num_res_blocks: ResBlocks per level (paper B: 1).
+        num_res_blocks: ResBlocks per level (paper B: 1; 0 allowed).
         num_heads: attention heads (paper B: 8).
         groups: GroupNorm groups (paper B: 32).
+        stem: ``"conv"`` (paper B), ``"space_to_depth"`` or ``"strided"`` (:data:`STEMS`).
+        stem_factor: the stem's downsampling ``f`` (paper B: 1); the latent is
+            ``n / (f 2^L)`` per side.
     """
 
     channels: Sequence[int] = (64, 128, 256)
@@ -402,6 +505,8 @@ class Autoencoder(nn.Module):
     num_res_blocks: int = 1
     num_heads: int = 8
     groups: int = 32
+    stem: str = "conv"
+    stem_factor: int = 1
 
     def setup(self) -> None:
         """Build the encoder and decoder (validating hyper-parameters)."""
@@ -413,14 +518,16 @@ class Autoencoder(nn.Module):
             num_res_blocks=self.num_res_blocks,
             num_heads=self.num_heads,
             groups=self.groups,
+            stem=self.stem,
+            stem_factor=self.stem_factor,
         )
         self.encoder = Encoder(**kwargs)
         self.decoder = Decoder(**kwargs)
 
     @property
     def downsampling_factor(self) -> int:
-        """``2^L`` with ``L = len(channels) - 1``: field size / latent size."""
-        return 2 ** (len(self.channels) - 1)
+        """``stem_factor * 2^L`` with ``L = len(channels) - 1``: field size / latent size."""
+        return self.stem_factor * 2 ** (len(self.channels) - 1)
 
     def latent_shape(self, field_shape: Sequence[int]) -> tuple[int, int, int, int]:
         """Latent shape ``(batch, n / 2^L, n / 2^L, latent_channels)`` of a ``[batch, n, n]`` field.
@@ -438,9 +545,10 @@ class Autoencoder(nn.Module):
             raise ValueError(f"x must be a square field [batch, n, n] with batch >= 1, got {shape}")
         factor = self.downsampling_factor
         if shape[1] % factor != 0:
+            stem = "" if self.stem_factor == 1 else f"stem_factor={self.stem_factor} * "
             raise ValueError(
                 f"x has shape {shape}: the grid size n={shape[1]} must be divisible by "
-                f"2^(len(channels) - 1) = {factor} (channels={tuple(self.channels)})"
+                f"{stem}2^(len(channels) - 1) = {factor} (channels={tuple(self.channels)})"
             )
         return shape[0], shape[1]
 

@@ -1,4 +1,5 @@
-"""FLOP counts of the FNO score network, and the machine's dense matmul rate.
+"""FLOP counts of the FNO score network and of paper B's autoencoders, and the machine's dense
+matmul rate.
 
 design.md ("Cost model") asks every benchmark to compare a measured time with its floor. The
 floor of a network forward is ``FLOPs / matmul rate``: this module counts the dense FLOPs of
@@ -17,7 +18,14 @@ Conventions:
 * ``"fft"`` spectral convolutions count the same mode mixing plus the conventional estimate
   ``2.5 N log2 N`` for a real 2-D FFT of ``N = nx ny`` points (half of ``5 N log2 N`` for a
   complex FFT), one ``rfft2`` per input channel and one ``irfft2`` per output channel;
-* elementwise work (GELU, SiLU, bias and residual additions, the Gaussian Fourier features) is
+* a convolution with a ``k x k`` kernel from ``c_in`` to ``c_out`` channels producing ``P``
+  output pixels is a dense layer per output pixel, ``2 P k^2 c_in c_out`` (circular padding adds
+  no FLOPs); self-attention over ``T`` tokens of ``c`` channels costs its four ``c x c``
+  projections ``8 T c^2`` plus the scores and the weighted sum ``4 T^2 c``
+  (:func:`autoencoder_flops`, for :class:`closurejax.models.autoencoder.Autoencoder`,
+  paper B's L-CDM autoencoder, arXiv 2506.20771);
+* elementwise work (GELU, SiLU, bias and residual additions, the Gaussian Fourier features,
+  GroupNorm, the softmax) is
   not counted: it is memory-bound, and its cost shows up as the gap between the measured time
   and the FLOP floor.
 """
@@ -32,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from closurejax.models.autoencoder import Autoencoder, _validate_architecture
 from closurejax.models.fno import ConditionalFNO, DeterministicFNO, resolve_spectral_method
 
 __all__ = [
@@ -40,6 +49,8 @@ __all__ = [
     "spectral_conv_flops",
     "fno_flops_breakdown",
     "fno_forward_flops",
+    "conv_flops",
+    "autoencoder_flops",
     "matmul_rate",
 ]
 
@@ -167,6 +178,88 @@ def fno_forward_flops(
     if part not in _PARTS:
         raise ValueError(f"part must be one of {_PARTS}, got {part!r}")
     return fno_flops_breakdown(model, n, batch, method)[part]
+
+
+def conv_flops(pixels: int, kernel: int, in_channels: int, out_channels: int) -> int:
+    """FLOPs of a ``kernel x kernel`` convolution with ``pixels`` output pixels (batch included):
+    ``2 pixels kernel^2 in out`` (bias additions not counted)."""
+    return dense_flops(pixels, kernel * kernel * in_channels, out_channels)
+
+
+def _resblock_flops(pixels: int, c_in: int, c_out: int) -> int:
+    """Two Conv3x3 and, when the channels change, the 1x1 skip convolution."""
+    flop = conv_flops(pixels, 3, c_in, c_out) + conv_flops(pixels, 3, c_out, c_out)
+    return flop + (conv_flops(pixels, 1, c_in, c_out) if c_in != c_out else 0)
+
+
+def _attention_flops(batch: int, tokens: int, channels: int) -> int:
+    """q, k, v and output projections plus scores and weighted sum (all heads together)."""
+    return 4 * dense_flops(batch * tokens, channels, channels) + 4 * batch * tokens**2 * channels
+
+
+def autoencoder_flops(model: Autoencoder, n: int, batch: int) -> dict[str, int]:
+    """Dense FLOPs of paper B's autoencoder (or a cost-designed variant) on ``[batch, n, n]``.
+
+    Counted layer by layer as :class:`~closurejax.models.autoencoder.Encoder` and
+    :class:`~closurejax.models.autoencoder.Decoder` run them (module docstring: convolutions,
+    attention; no elementwise work). Paper B's default at ``n = 64``: encoder 5.78 GFLOP and
+    decoder 3.84 GFLOP per sample, so encoding omega and decoding H for 100 samples is
+    ~962 GFLOP.
+
+    Args:
+        model: an :class:`Autoencoder` (only its hyper-parameters are read).
+        n: field grid size (``n x n``), divisible by ``model.downsampling_factor``.
+        batch: batch size.
+
+    Returns:
+        ``{"encode": ..., "decode": ..., "call": ...}`` (``call`` = encode + decode).
+
+    Raises:
+        ValueError: for a non-positive ``n`` or ``batch``, ``n`` not divisible by the
+            downsampling factor, or an invalid architecture.
+    """
+    n, batch = _positive("n", n), _positive("batch", batch)
+    if not isinstance(model, Autoencoder):
+        raise ValueError(f"model must be an Autoencoder, got {type(model)}")
+    channels = _validate_architecture(model)
+    if n % model.downsampling_factor:
+        raise ValueError(
+            f"grid size n={n} is not divisible by the downsampling factor "
+            f"{model.downsampling_factor} of the autoencoder"
+        )
+    f, levels, c_z = model.stem_factor, len(channels) - 1, model.latent_channels
+    sizes = [n // (f * 2**i) for i in range(levels + 1)]  # grid of each level after the stem
+    pix = [batch * r * r for r in sizes]
+    bottom, c_last = pix[-1], channels[-1]
+    middle = 2 * _resblock_flops(bottom, c_last, c_last)
+    if model.attention:
+        middle += _attention_flops(batch, sizes[-1] ** 2, c_last)
+
+    # encoder: stem, levels (ResBlocks at c_{i+1} on grid i, stride-2 conv to grid i+1), middle
+    if model.stem == "conv":
+        encode = conv_flops(pix[0], 3, 1, channels[0])
+    elif model.stem == "space_to_depth":
+        encode = conv_flops(pix[0], 3, f * f, channels[0])
+    else:
+        encode = conv_flops(pix[0], 2 * f - 1, 1, channels[0])
+    for i in range(levels):
+        c_in = channels[i]
+        for _ in range(model.num_res_blocks):
+            encode += _resblock_flops(pix[i], c_in, channels[i + 1])
+            c_in = channels[i + 1]
+        encode += conv_flops(pix[i + 1], 3, c_in, channels[i + 1])
+    encode += middle + conv_flops(bottom, 3, c_last, c_z)
+
+    # decoder: conv_in, middle, levels (ResBlocks at c_{i+1} on grid i+1, upsample conv to grid
+    # i with c_i channels), output conv (1 channel, or f^2 on the n / f grid)
+    decode = conv_flops(bottom, 3, c_z, c_last) + middle
+    for i in reversed(range(levels)):
+        decode += model.num_res_blocks * _resblock_flops(
+            pix[i + 1], channels[i + 1], channels[i + 1]
+        )
+        decode += conv_flops(pix[i], 3, channels[i + 1], channels[i])
+    decode += conv_flops(pix[0], 3, channels[0], f * f)
+    return {"encode": encode, "decode": decode, "call": encode + decode}
 
 
 def matmul_rate(dtype: Any = jnp.float32, size: int = 2048, repeats: int = 5) -> float:

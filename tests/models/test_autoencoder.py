@@ -23,7 +23,9 @@ from closurejax.models.autoencoder import (
     Encoder,
     ResBlock,
     SelfAttention,
+    depth_to_space,
     group_count,
+    space_to_depth,
 )
 from closurejax.models.fno import count_params
 
@@ -225,3 +227,98 @@ def test_learns_to_reconstruct_low_dimensional_family(tiny: tuple[dict, Callable
     assert np.all(np.isfinite(losses))
     assert final < 0.1, (initial, final)
     assert final < 0.2 * initial, (initial, final)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cost-designed variants (closurejax issue 11): stems, levels without ResBlocks, latent size
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "m", "params"),
+    [
+        (dict(channels=(64, 128), stem="space_to_depth", stem_factor=2), 16, 2_070_021),
+        (dict(channels=(64, 128), stem="space_to_depth", stem_factor=4), 8, 2_083_857),
+        (dict(channels=(128,), stem="strided", stem_factor=4), 16, 1_343_121),
+        (dict(channels=(32, 64, 128), num_res_blocks=0, attention=False), 16, 1_370_690),
+    ],
+)
+def test_cost_variants_latent_sizes_at_64(kwargs: dict, m: int, params: int) -> None:
+    """64^2 -> 16^2 or 8^2 latents with a stem and/or fewer levels (shapes only, no init)."""
+    model = Autoencoder(**kwargs)
+    x = jax.ShapeDtypeStruct((3, 64, 64), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    x_hat, z = jax.eval_shape(model.apply, variables, x)
+    assert z.shape == (3, m, m, 1) and x_hat.shape == (3, 64, 64)
+    assert model.downsampling_factor == 64 // m
+    assert count_params(variables["params"]) == params
+
+
+def test_space_to_depth_round_trip_and_block_layout() -> None:
+    x = jnp.arange(2 * 8 * 8, dtype=jnp.float32).reshape(2, 8, 8)
+    y = space_to_depth(x, 4)
+    assert y.shape == (2, 2, 2, 16)
+    np.testing.assert_array_equal(y[1, 1, 0], x[1, 4:8, 0:4].reshape(-1))  # block (1, 0)
+    np.testing.assert_array_equal(depth_to_space(y, 4), x)
+    # a shift by the factor is a shift by one block
+    np.testing.assert_array_equal(space_to_depth(jnp.roll(x, 4, axis=2), 4), jnp.roll(y, 1, axis=2))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        space_to_depth(jnp.zeros((1, 6, 6)), 4)
+    with pytest.raises(ValueError, match=r"\[batch, m, m, 4\]"):
+        depth_to_space(jnp.zeros((1, 2, 2, 3)), 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(channels=(8, 16), stem="space_to_depth", stem_factor=2, num_heads=4, groups=4),
+        dict(channels=(8,), stem="strided", stem_factor=4, num_heads=4, groups=4),
+        dict(channels=(8, 8, 16), num_res_blocks=0, attention=False, groups=4),
+    ],
+    ids=["space_to_depth_2", "strided_4", "no_resblocks"],
+)
+def test_cost_variants_are_periodic_shift_equivariant(kwargs: dict) -> None:
+    """As `test_periodic_shift_equivariance` for the default: every variant maps 16^2 to 4^2
+    (factor 4), a 4-pixel field shift is a 1-pixel latent shift and the decoder maps it back;
+    a 2-pixel shift is not a latent-grid shift."""
+    model = Autoencoder(**kwargs)
+    variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), jnp.zeros((1, N, N)))
+    assert model.downsampling_factor == 4
+    x = _noise(5, 2)
+    shifts = [(0, 0), (4, 0), (8, -4), (2, 0)]
+    stacked = jnp.concatenate([jnp.roll(x, s, axis=(1, 2)) for s in shifts])  # [BATCH, N, N]
+    x_hat, z = jax.jit(model.apply)(variables, stacked)
+    x_hat, z = x_hat.reshape(4, 2, N, N), z.reshape(4, 2, 4, 4, 1)
+    for i, (sx, sy) in enumerate(shifts[1:3], start=1):
+        np.testing.assert_allclose(
+            z[i], jnp.roll(z[0], (sx // 4, sy // 4), axis=(1, 2)), rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            x_hat[i], jnp.roll(x_hat[0], (sx, sy), axis=(1, 2)), rtol=1e-4, atol=1e-5
+        )
+    assert not np.allclose(z[3], z[0], atol=1e-3)
+    assert not np.allclose(z[3], jnp.roll(z[0], 1, axis=1), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(stem="pixel_shuffle"), "stem='pixel_shuffle' is invalid; allowed: .*space_to_depth"),
+        (dict(stem_factor=2), "stem_factor=2 is invalid for stem='conv'; allowed: 1"),
+        (dict(stem="strided", stem_factor=1), "stem_factor=1 is invalid for stem='strided'"),
+        (dict(num_res_blocks=-1), "num_res_blocks must be an integer >= 0, got -1"),
+    ],
+)
+def test_cost_variant_validation(kwargs: dict, match: str) -> None:
+    model = Autoencoder(**{"channels": (8, 16), "groups": 4, "num_heads": 4, **kwargs})
+    with pytest.raises(ValueError, match=match):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 16, 16)))
+
+
+def test_stem_grid_must_divide() -> None:
+    model = Autoencoder(
+        channels=(8, 16), stem="space_to_depth", stem_factor=4, num_heads=4, groups=4
+    )
+    with pytest.raises(ValueError, match=r"stem_factor=4 \* 2\^\(len\(channels\) - 1\) = 8"):
+        model.latent_shape((1, 12, 12))
+    assert model.latent_shape((1, 16, 16)) == (1, 2, 2, 1)

@@ -1,16 +1,24 @@
 """The launchers of experiments/ (experiments/launch.py): what a user gets wrong on the command
 line ends in one line ``<launcher>: …`` naming the flag or field, the value and what is allowed,
-exit status 1, no traceback and nothing written."""
+exit status 1, no traceback and nothing written; Ctrl-C ends in one line saying where the work
+stopped and that the same command resumes, exit status 130."""
 
 from __future__ import annotations
 
+import json
+import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from closurejax.data import generate
 from tests.processes import ROOT, fake_devices_env
+from tests.tiny import tiny_online
 
 DEMO = ROOT / "experiments" / "configs" / "demo.py"
 CONFIG_LAUNCHERS = ("generate_data", "train", "evaluate_offline", "simulate", "reproduce", "demo")
@@ -134,3 +142,114 @@ def test_simulate_with_an_empty_checkpoints_folder_is_refused(tmp_path: Path) ->
     )
     assert refusal(proc, "simulate") == f"{checkpoints} holds no complete checkpoint"
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["score"]
+
+
+TINY_CONFIG = """
+import ml_collections
+from tests.tiny import tiny_online
+
+def get_config():
+    return ml_collections.ConfigDict(tiny_online())
+"""
+
+
+def tiny_config_file(tmp_path: Path) -> Path:
+    """A config file of the tiny online study (tests/tiny.py)."""
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+def interrupt(
+    tmp_path: Path, launcher: str, args: list[str], started: Callable[[], bool]
+) -> tuple[int, str, str]:
+    """Runs ``experiments/<launcher>.py *args``, sends it SIGINT (Ctrl-C) once `started()` is
+    true (polled), and returns (exit status, stdout, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "experiments" / f"{launcher}.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**fake_devices_env(1), "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not started():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the launcher did not start its work in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def chunks_written(dataset: Path) -> int:
+    """The chunks a dataset's manifest records as written (0 before it exists)."""
+    try:
+        return len(json.loads((dataset / "manifest.json").read_text())["chunks"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+MANY_CHUNKS = ["--config.data.num_trajectories=12", "--config.data.trajectories_per_chunk=1"]
+
+
+@pytest.mark.parametrize("launcher", ["generate_data", "reproduce"])
+def test_ctrl_c_during_generation_says_where_it_stopped_and_the_same_command_resumes(
+    tmp_path: Path, launcher: str
+) -> None:
+    workdir = tmp_path / "w"
+    args = [f"--config={tiny_config_file(tmp_path)}", *MANY_CHUNKS, f"--workdir={workdir}"]
+    args += ["--no_progress"] + (["--stages=data"] if launcher == "reproduce" else [])
+    code, out, err = interrupt(
+        tmp_path, launcher, args, lambda: chunks_written(workdir / "dataset") >= 1
+    )
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    match = re.fullmatch(
+        rf"{launcher}: \[dataset\] stopped in chunk (\d+) of 12; (\d+) of 12 chunks written and "
+        rf"kept in {re.escape(str(workdir / 'dataset'))}; run the same command to resume",
+        line,
+    )
+    assert match, line
+    written = int(match[2])
+    assert 1 <= written == chunks_written(workdir / "dataset") and int(match[1]) == written + 1
+    if launcher == "generate_data":  # the same command resumes: only the chunks left run
+        proc = launch(tmp_path, launcher, *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"[dataset] {12 - written} chunk(s) to run" in proc.stdout
+
+
+def test_ctrl_c_during_training_says_the_step_and_the_checkpoint_to_resume_from(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "w"
+    generate.generate(tiny_online(), workdir, show_progress=False, log=lambda _: None)
+    metrics = workdir / "score" / "metrics.jsonl"
+
+    def stepping() -> bool:
+        return metrics.exists() and len(metrics.read_text().splitlines()) >= 3
+
+    args = [f"--config={tiny_config_file(tmp_path)}", "--config.training.num_epochs=5000"]
+    code, out, err = interrupt(
+        tmp_path, "train", [*args, f"--workdir={workdir}", "--no_progress"], stepping
+    )
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    run = workdir / "score"
+    match = re.fullmatch(
+        rf"train: training {re.escape(str(run))} stopped at step (\d+) of 10000; latest "
+        rf"checkpoint: step (\d+) in {re.escape(str(run / 'checkpoints'))}; run the same "
+        "command to resume",
+        line,
+    )
+    assert match, line
+    step, checkpoint = int(match[1]), int(match[2])
+    assert 2 <= checkpoint <= step < 10000 and checkpoint % 2 == 0  # checkpoint_every=2
+    assert (run / "checkpoints" / str(checkpoint)).is_dir()

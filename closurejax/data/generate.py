@@ -362,7 +362,8 @@ def generate(
     (the test trajectories, identical seeds, at the coarse and each zero-shot size). A workdir that
     already holds a dataset from a different config is refused and left untouched. One process
     generates in a workdir at a time: a second is refused (`locking.FolderLockedError`, naming
-    the holder). Returns the dataset paths.
+    the holder). Ctrl-C keeps the chunks written; its KeyboardInterrupt says where it stopped
+    (rerunning resumes there). Returns the dataset paths.
     """
     config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     study = Study.from_config(config_dict)
@@ -380,6 +381,15 @@ def generate(
         study.solver.initial_state(study.initial_vorticity(range(first, last)))
     with locking.hold(workdir, "generate_data"):  # one generating process per workdir
         return _write_jobs(study, config_dict, jobs, workdir, show_progress, log)
+
+
+def _stopped(name: str, writer: store.DatasetWriter, chunk: int) -> str:
+    """Where an interrupted job stopped: the chunk it was in, the chunks written and kept."""
+    written = writer.num_chunks - len(writer.pending_chunks())
+    return (
+        f"[{name}] stopped in chunk {chunk + 1} of {writer.num_chunks}; {written} of "
+        f"{writer.num_chunks} chunks written and kept in {writer.path}"
+    )
 
 
 def _write_jobs(
@@ -431,13 +441,16 @@ def _write_jobs(
             for chunk in pending:
                 local = list(writer.chunk_trajectories(chunk))
                 per = len(local)
-                arrays = simulate_chunk(
-                    study,
-                    [indices[i] for i in local],
-                    sizes,
-                    progress=lambda s, p=per: bar.update(s * p),
-                )
-                writer.write_chunk(chunk, arrays)
+                try:
+                    arrays = simulate_chunk(
+                        study,
+                        [indices[i] for i in local],
+                        sizes,
+                        progress=lambda s, p=per: bar.update(s * p),
+                    )
+                    writer.write_chunk(chunk, arrays)
+                except KeyboardInterrupt:
+                    raise KeyboardInterrupt(_stopped(name, writer, chunk)) from None
         test_local = [indices.index(i) for i in spec.test_trajectories() if i in indices]
         if name == "zero_shot":
             test_local = list(range(len(indices)))

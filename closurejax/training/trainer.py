@@ -491,6 +491,7 @@ class Trainer:
         Raises:
           NonFiniteLossError: a step gave a non-finite loss or gradient. The state stays the last
             good one (not saved: the latest checkpoint is the last periodic one).
+          KeyboardInterrupt: Ctrl-C; its message says the step reached and the latest checkpoint.
         """
         end = self._total_steps if num_steps is None else num_steps
         if not _is_int(end) or not 0 <= end <= self._total_steps:
@@ -554,12 +555,26 @@ class Trainer:
                         log.flush()
                 if done % self._checkpoint_every == 0 or done == end:
                     self._save()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(self._stopped(end)) from None
         finally:
             bar.close()
             if log is not None:
                 log.close()
             self._checkpoints.wait()
         return self._state
+
+    def _stopped(self, end: int) -> str:
+        """Where an interrupted `train` stopped: the step reached and the latest checkpoint (a
+        pending write finished first), where a resumed run starts again."""
+        self._checkpoints.wait()
+        latest = self._checkpoints.latest_step()
+        kept = (
+            f"latest checkpoint: step {latest} in {self._checkpoints.directory}"
+            if latest is not None
+            else "no checkpoint yet (a resumed run starts at step 0)"
+        )
+        return f"training {self._workdir} stopped at step {self.step} of {end}; {kept}"
 
     def close(self) -> None:
         """Finishes pending checkpoint writes and releases the checkpoint manager."""

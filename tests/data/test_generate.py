@@ -80,8 +80,11 @@ def test_killed_generation_resumes_to_the_same_dataset(generated, tmp_path, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(generate, "simulate_chunk", dies_on_second_chunk)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    assert str(stopped.value) == (  # where it stopped (the launchers print it on Ctrl-C)
+        f"[dataset] stopped in chunk 2 of 2; 1 of 2 chunks written and kept in {tmp_path}/dataset"
+    )
     with pytest.raises(store.DatasetError):
         store.open_dataset(tmp_path / "dataset")  # incomplete: not readable as a dataset
     monkeypatch.setattr(generate, "simulate_chunk", real)

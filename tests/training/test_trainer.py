@@ -189,8 +189,12 @@ def test_ema_update_rule(tmp_path: Path) -> None:
 def test_killed_run_resumes_bit_identical(tmp_path: Path, uninterrupted) -> None:
     _, reference, ref_records, _ = uninterrupted
     # killed while fetching batch 10: the last checkpoint is step 8, the log reaches step 9
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         trainer(tmp_path, batches=KillAt(make_batches(), 10)).train()
+    assert str(stopped.value) == (  # where it stopped (the launchers print it on Ctrl-C)
+        f"training {tmp_path} stopped at step 10 of 12; latest checkpoint: step 8 in "
+        f"{tmp_path / 'checkpoints'}"
+    )
     assert metric_steps(tmp_path) == list(range(1, 10))
     resumed = trainer(tmp_path)
     assert resumed.step == 8

@@ -403,9 +403,10 @@ def members_per_slice(
     A DNS step's working set per field is about 8 real n×n arrays (the 4 stacked fields of the
     advection term in physical and spectral space). Once a batch's working set outgrows the
     cores' L2 caches, every transform streams from L3/DRAM: at 256² (2 MiB per field in float32)
-    a vmapped batch of 4 runs 1.51 ms per field-step on the 2-core development CPU (EPYC, 2 MiB
-    L2 per core), the same 4 fields advanced one at a time (their whole time loop, then the next)
-    0.81–1.0 ms, bit-identically. Returns the largest power of two k with k fields' working set
+    a vmapped batch of 4 ran 0.99 ms per field-step on the idle 2-core development CPU (EPYC,
+    2 MiB L2 per core) against 0.81 ms for one field (1.93 against 1.51 ms with the 4 fields
+    advanced one at a time — their whole time loop, then the next — while the cores were shared),
+    bit-identically. Returns the largest power of two k with k fields' working set
     ≤ `MEMBER_CACHE_BYTES` (at least 1) on a single CPU device; None on accelerators, which want
     the whole batch, and with several devices (a sharded batch must not be sliced across them).
     """

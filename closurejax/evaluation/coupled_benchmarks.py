@@ -484,7 +484,7 @@ def coupled_benchmarks(
             ),
             record(
                 f"{prefix}/floor_ratio",
-                none_step / floor,
+                none_step / floor if floor > 0 else float("nan"),  # no counted work: no floor
                 "ratio",
                 target=NONE_FLOOR_RATIO_TARGET if members == PAPER["members"] else None,
                 config=floor_config,

@@ -53,7 +53,18 @@ and at paper B's weights the KL term (0.01) holds it back only weakly: in the CP
 batch std 0.023 (KL ≈ 3.2), so the sampler's noise levels (sigma from 1.44 down to 0.032) mostly lie
 far above the latent scale and 10 Euler–Maruyama steps gave over-dispersed samples (spread/skill
 1.27; 0.79 with 50 steps), while the two-stage latents kept std ≈ 0.8 (spread/skill 0.89 at 10
-steps). Raise ``w_KL`` (``latent.loss_weights``) if the latents collapse.
+steps). The cause is ours: the DSM term sums over the latent entries and the KL term averages over
+them, so the KL weighs ``m^2`` times less per entry than paper B's ``(w_s, w_KL)`` suggest.
+``latent.kl_reduction = "sum"`` reduces both alike (joint latents then keep an O(1) spread) and
+``latent.dsm_target_grad = False`` stops the DSM gradient at ``z_H``; both default to the old
+behaviour (`closurejax.diffusion.latent`, "Latent collapse"). Every loss reports the batch spread
+``latent_std`` of ``z_H`` (`latent.latent_std`), so the training metrics (metrics.jsonl) show it.
+
+**Cost-designed autoencoders** (closurejax issue 11): `AE_PRESETS` names ``latent`` settings of
+autoencoders with a space-to-depth stem (`closurejax.models.autoencoder`) that cost 6x ("fast16":
+16^2 latent) and 24x ("fast8": 8^2 latent) fewer FLOPs than paper B's
+(`closurejax.models.flops.autoencoder_flops`); experiments/configs/paper_b_lcdm_fast16.py and
+paper_b_lcdm_fast8.py apply them.
 
 **Two-stage baseline** (paper B): stage 1 trains the autoencoders alone on
 ``reconstruction_loss`` (``w_H MSE_H + w_omega MSE_omega + w_KL KL(z_H)``, paper: ``w_KL = 0``);
@@ -81,6 +92,7 @@ from closurejax.diffusion import conditional, latent, losses, samplers
 from closurejax.models import autoencoder, chunking, fno
 
 __all__ = [
+    "AE_PRESETS",
     "FIELDS",
     "KIND",
     "TRAINING_MODES",
@@ -98,6 +110,41 @@ TRAINING_MODES = ("joint", "two_stage")
 """`latent.training_mode`: one optimiser over everything, or autoencoders first, then the score."""
 FIELDS = ("target", "omega")
 """The two fields with an autoencoder each (dataset array names)."""
+
+_PAPER_B_AE: dict[str, Any] = dict(
+    ae_channels=(64, 128, 256),
+    ae_num_res_blocks=1,
+    ae_attention=True,
+    ae_num_heads=8,
+    ae_groups=32,
+    ae_stem="conv",
+    ae_stem_factor=1,
+)
+AE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper_b": _PAPER_B_AE,
+    "fast16": {
+        **_PAPER_B_AE,
+        "ae_channels": (64, 128),
+        "ae_stem": "space_to_depth",
+        "ae_stem_factor": 2,
+    },
+    "fast8": {
+        **_PAPER_B_AE,
+        "ae_channels": (64, 128),
+        "ae_stem": "space_to_depth",
+        "ae_stem_factor": 4,
+    },
+}
+"""Named ``latent``-section autoencoder settings (`config.latent.update(AE_PRESETS[name])`).
+
+* ``"paper_b"``: paper B's autoencoder (64^2 -> 16^2; 9.0 M parameters, 9.61 GFLOP per sample
+  for encode omega + decode H);
+* ``"fast16"``: 2x2 space-to-depth stem, one level 64 -> 128 on 32^2, attention on 16^2
+  (64^2 -> 16^2; 2.1 M parameters, 1.60 GFLOP: 6.0x fewer);
+* ``"fast8"``: 4x4 space-to-depth stem, one level 64 -> 128 on 16^2, attention on 8^2
+  (64^2 -> 8^2; 2.1 M parameters, 0.39 GFLOP: 24x fewer; the latent FNO's modes must stay
+  <= 4).
+"""
 
 
 def _check_field(name: str, field: Array) -> tuple[int, int]:
@@ -148,6 +195,11 @@ class LatentDiffusionModel:
         sigma_data: EDM's data std (latent units).
         train_times: ``(t_min, t_max)`` of the uniform training-time distribution.
         kl_eps: ``eps`` inside the log of the KL penalty (`latent.batch_kl`).
+        batch_chunk: samples per autoencoder slice (`closurejax.models.chunking`).
+        dsm_target_grad: paper B (``True``): the joint loss's DSM term trains the target encoder;
+            ``False``: it does not (`latent.joint_latent_loss`; module docstring, "Latent scale").
+        kl_reduction: ``"mean"`` (default) or ``"sum"`` over latent entries, the KL term of both
+            training modes (`latent.batch_kl`, `latent.KL_REDUCTIONS`).
     """
 
     target_ae: autoencoder.Autoencoder
@@ -162,6 +214,8 @@ class LatentDiffusionModel:
     train_times: tuple[float, float] = (1e-3, 0.4)
     kl_eps: float = 1e-8
     batch_chunk: chunking.ChunkSetting = "auto"
+    dsm_target_grad: bool = True
+    kl_reduction: str = "mean"
 
     kind: ClassVar[str] = KIND
     condition_names: ClassVar[tuple[str, ...]] = ("omega",)
@@ -185,7 +239,7 @@ class LatentDiffusionModel:
                 "latent.latent_channels must be 1 (paper B's 1 x m x m latent: the latent FNO "
                 f"takes [batch, m, m] fields), got {self.target_ae.latent_channels}"
             )
-        if self.levels_of(self.target_ae) != self.levels_of(self.omega_ae):
+        if self.target_ae.downsampling_factor != self.omega_ae.downsampling_factor:
             raise ValueError(
                 "the two autoencoders must downsample equally often (their latents share the "
                 "latent FNO's grid)"
@@ -200,6 +254,11 @@ class LatentDiffusionModel:
             "stage1_weights",
             _check_weights("latent.stage1_weights", self.stage1_weights, 3, "w_H, w_omega, w_KL"),
         )
+        if self.kl_reduction not in latent.KL_REDUCTIONS:
+            raise ValueError(
+                f"latent.kl_reduction={self.kl_reduction!r} is invalid; allowed: "
+                f"{latent.KL_REDUCTIONS}"
+            )
         t_min, t_max = (float(t) for t in self.train_times)
         if not 0 <= t_min < t_max:
             raise ValueError(f"train_times={self.train_times!r} must satisfy 0 <= t_min < t_max")
@@ -213,8 +272,13 @@ class LatentDiffusionModel:
 
     @property
     def levels(self) -> int:
-        """Downsamplings ``L`` of both autoencoders (``n x n -> n/2^L x n/2^L``)."""
+        """Stride-2 downsamplings ``L`` of both autoencoders after their stem."""
         return self.levels_of(self.target_ae)
+
+    @property
+    def factor(self) -> int:
+        """Field size / latent size, ``stem_factor * 2^L`` (paper B: ``2^2 = 4``)."""
+        return self.target_ae.downsampling_factor
 
     def latent_size(self, n: int) -> int:
         """The latent grid ``m = n / 2^L`` of an ``n x n`` field; clear errors for a bad ``n``.
@@ -223,12 +287,14 @@ class LatentDiffusionModel:
             ValueError: if ``n`` is not divisible by ``2^L`` or ``m < 2 * modes`` of the latent
                 FNO.
         """
-        factor = 2**self.levels
+        factor = self.factor
         if n % factor:
+            stem = self.target_ae.stem_factor
+            what = "2^L" if stem == 1 else f"latent.ae_stem_factor={stem} * 2^L"
             raise ValueError(
-                f"grid n={n} is not divisible by 2^L = {factor} (L = {self.levels} downsamplings "
-                "of the autoencoders, latent.ae_channels): choose data.coarse_size a multiple of "
-                f"{factor} or fewer autoencoder levels"
+                f"grid n={n} is not divisible by {what} = {factor} (L = {self.levels} "
+                "downsamplings of the autoencoders, latent.ae_channels): choose data.coarse_size "
+                f"a multiple of {factor} or fewer autoencoder levels"
             )
         m = n // factor
         if m < 2 * self.score_network.modes:
@@ -282,9 +348,24 @@ class LatentDiffusionModel:
 
     def chunk_size(self, n: int) -> int | None:
         """Samples per autoencoder slice for ``[B, n, n]`` fields (``None``: one call); sized
-        by the largest full-resolution activation, ``max(ae_channels[:2])`` channels."""
-        channels = max(tuple(self.target_ae.channels)[:2])
-        return chunking.resolve_chunk(self.batch_chunk, 4 * channels * n * n)
+        by the largest activation of one sample (`activation_size`)."""
+        return chunking.resolve_chunk(self.batch_chunk, 4 * self.activation_size(n))
+
+    def activation_size(self, n: int) -> int:
+        """Floats in the largest activation of one sample's autoencoder pass on ``n x n``.
+
+        On level ``i`` (grid ``n / (f 2^i)``) the encoder holds ``max(c_i, c_{i+1})`` channels
+        (``c_i`` when ``num_res_blocks = 0``), the middle ``c_L`` on the latent grid; paper B's
+        default: ``max(ae_channels[:2]) n^2`` = 128 n^2.
+        """
+        ae = self.target_ae
+        channels = tuple(ae.channels)
+        sizes = [(n // (ae.stem_factor * 2**i)) ** 2 for i in range(len(channels))]
+        widest = [
+            c if (i + 1 == len(channels) or ae.num_res_blocks == 0) else max(c, channels[i + 1])
+            for i, c in enumerate(channels)
+        ]
+        return max(w * p for w, p in zip(widest, sizes, strict=True))
 
     def _sliced(self, apply: Any, ae_params: Any, field: Array, n: int, fold: bool) -> Array:
         """``apply(ae_params, field)`` on batch slices; with ``fold``, a vmap over ``field``
@@ -316,7 +397,7 @@ class LatentDiffusionModel:
         def decode(p: Any, latent: Array) -> Array:
             return ae.apply(p, latent[..., None], method=ae.decode)
 
-        n = z.shape[-1] * 2**self.levels
+        n = z.shape[-1] * self.factor
         return self._sliced(decode, params[f"{name}_ae"], z, n, fold)
 
     def encode(self, params: Mapping[str, Any], name: str, field: Array) -> Array:
@@ -445,14 +526,21 @@ class LatentDiffusionModel:
     ) -> tuple[Array, dict[str, Array]]:
         """Paper B's joint loss of a batch of PHYSICAL ``{"target", "omega"}`` ``[B, n, n]``.
 
-        Returns ``(loss, {"mse_target", "mse_condition", "dsm", "kl"})`` (unweighted terms, the
-        MSEs in normalised units).
+        Returns ``(loss, {"mse_target", "mse_condition", "dsm", "kl", "latent_std"})``
+        (unweighted terms, the MSEs in normalised units; ``latent_std`` is `latent.latent_std`
+        of the batch's ``z_H``, the number to compare with the sampler's ``sigma(t)``).
         """
         fields = self._normalised_batch(batch)
-        return latent.joint_latent_loss(
+        latents: dict[str, Array] = {}
+
+        def encode_target(x: Array) -> Array:
+            latents["target"] = self._encode_normalised(params, "target", x, fold=False)
+            return latents["target"]
+
+        loss, aux = latent.joint_latent_loss(
             key,
             fields,
-            encode_target=lambda x: self._encode_normalised(params, "target", x, fold=False),
+            encode_target=encode_target,
             decode_target=lambda z: self._decode_normalised(params, "target", z, fold=False),
             encode_condition=lambda x: self._encode_normalised(params, "omega", x, fold=False),
             decode_condition=lambda z: self._decode_normalised(params, "omega", z, fold=False),
@@ -463,7 +551,10 @@ class LatentDiffusionModel:
             target_name="target",
             condition_name="omega",
             kl_eps=self.kl_eps,
+            dsm_target_grad=self.dsm_target_grad,
+            kl_reduction=self.kl_reduction,
         )
+        return loss, {**aux, "latent_std": latent.latent_std(latents["target"])}
 
     def reconstruction_loss(
         self, params: Mapping[str, Any], batch: Mapping[str, Array], key: Array
@@ -471,6 +562,7 @@ class LatentDiffusionModel:
         """Stage 1 of the two-stage baseline: ``w_H MSE_H + w_omega MSE_omega + w_KL KL(z_H)``.
 
         ``params`` needs only ``{"target_ae", "omega_ae"}``; ``key`` is unused (deterministic).
+        Returns ``(loss, {"mse_target", "mse_condition", "kl", "latent_std"})``.
         """
         del key
         fields = self._normalised_batch(batch)
@@ -483,11 +575,11 @@ class LatentDiffusionModel:
             "mse_condition": jnp.mean(
                 (self._decode_normalised(params, "omega", z_omega, False) - fields["omega"]) ** 2
             ),
-            "kl": latent.batch_kl(z_target, self.kl_eps),
+            "kl": latent.batch_kl(z_target, self.kl_eps, self.kl_reduction),
         }
         w_h, w_omega, w_kl = self.stage1_weights
         total = w_h * terms["mse_target"] + w_omega * terms["mse_condition"] + w_kl * terms["kl"]
-        return total, terms
+        return total, {**terms, "latent_std": latent.latent_std(z_target)}
 
     def latent_loss(
         self, score_params: Any, latents: Mapping[str, Array], key: Array
@@ -500,7 +592,7 @@ class LatentDiffusionModel:
             key: PRNG key of the DSM draw.
 
         Returns:
-            ``(dsm, {})``.
+            ``(dsm, {"latent_std": latent.latent_std(z_target)})``.
         """
         for name in ("z_target", "z_omega"):
             if name not in latents:
@@ -515,7 +607,7 @@ class LatentDiffusionModel:
         value = losses.dsm_loss(
             key, z_target, self.score_fn(score_params, features), self.sde, self._t_sampler()
         )
-        return value, {}
+        return value, {"latent_std": latent.latent_std(z_target)}
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -530,6 +622,25 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
     return int(value)
+
+
+def _stem(section: Mapping[str, Any]) -> tuple[str, int]:
+    """``(latent.ae_stem, latent.ae_stem_factor)``, validated (absent: paper B's "conv", 1)."""
+    stem = section.get("ae_stem", "conv")
+    if stem not in autoencoder.STEMS:
+        raise ValueError(f"latent.ae_stem={stem!r} is invalid; allowed: {autoencoder.STEMS}")
+    factor = section.get("ae_stem_factor", 1)
+    valid = not isinstance(factor, bool) and isinstance(factor, numbers.Integral)
+    if stem == "conv" and not (valid and factor == 1):
+        raise ValueError(
+            f"latent.ae_stem_factor={factor!r} is invalid for latent.ae_stem='conv'; allowed: 1"
+        )
+    if stem != "conv" and not (valid and factor >= 2):
+        raise ValueError(
+            f"latent.ae_stem_factor={factor!r} is invalid for latent.ae_stem={stem!r}; allowed: "
+            "an integer >= 2 (2 or 4: the grid the first convolution sees is n / factor)"
+        )
+    return stem, int(factor)
 
 
 def training_mode(config: Mapping[str, Any]) -> str:
@@ -564,11 +675,21 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
             "model conditions on ('omega',) only (paper B)"
         )
     training_mode(config)
+    stem, stem_factor = _stem(section)
     channels = section["ae_channels"]
-    if isinstance(channels, str) or not isinstance(channels, Sequence) or len(channels) < 2:
+    fewest = 2 if stem == "conv" else 1
+    if isinstance(channels, str) or not isinstance(channels, Sequence) or len(channels) < fewest:
         raise ValueError(
             f"latent.ae_channels={channels!r} is invalid: expected at least two positive ints "
             "(c_0, ..., c_L), L >= 1 downsamplings"
+            if fewest == 2
+            else f"latent.ae_channels={channels!r} is invalid: expected at least one positive "
+            "int (c_0, ..., c_L), L >= 0 downsamplings after the stem"
+        )
+    blocks = section["ae_num_res_blocks"]
+    if isinstance(blocks, bool) or not isinstance(blocks, numbers.Integral) or blocks < 0:
+        raise ValueError(
+            f"latent.ae_num_res_blocks={blocks!r} is invalid: expected an integer >= 0"
         )
     ae_kwargs = dict(
         channels=tuple(
@@ -576,10 +697,18 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         ),
         latent_channels=_positive_int("latent.latent_channels", section["latent_channels"]),
         attention=bool(section["ae_attention"]),
-        num_res_blocks=_positive_int("latent.ae_num_res_blocks", section["ae_num_res_blocks"]),
+        num_res_blocks=int(blocks),
         num_heads=_positive_int("latent.ae_num_heads", section["ae_num_heads"]),
         groups=_positive_int("latent.ae_groups", section["ae_groups"]),
+        stem=stem,
+        stem_factor=stem_factor,
     )
+    dsm_target_grad = section.get("dsm_target_grad", True)
+    if not isinstance(dsm_target_grad, bool):
+        raise ValueError(
+            f"latent.dsm_target_grad={dsm_target_grad!r} is invalid; allowed: True (paper B: the "
+            "DSM term trains the target encoder) or False"
+        )
     try:
         # validate the architecture here, with the config's names (Flax defers it to init)
         autoencoder._validate_architecture(autoencoder.Autoencoder(**ae_kwargs))
@@ -613,6 +742,8 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         train_times=train_times,
         kl_eps=float(section["kl_eps"]),
         batch_chunk=model_section.get("batch_chunk", "auto"),
+        dsm_target_grad=dsm_target_grad,
+        kl_reduction=section.get("kl_reduction", "mean"),
     )
     if "data" in config:
         model.latent_size(int(config["data"]["coarse_size"]))

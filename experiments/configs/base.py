@@ -33,11 +33,19 @@ Fields:
     model.conditions must be ("omega",)) — training_mode ("joint": one optimiser over both
     autoencoders and the latent score | "two_stage": autoencoders first for stage1_epochs, then the
     latent score on the frozen latents for training.num_epochs), ae_channels ((64, 128, 256): one
-    downsampling per step, n² → (n/2^L)², L = len − 1), ae_num_res_blocks (1), ae_attention (True),
-    ae_num_heads (8), ae_groups (GroupNorm, 32), latent_channels (1), width (20), modes (4),
-    depth (4), embed_dim (256), embed_scale (30) of the latent FNO score network, loss_weights
+    downsampling per step, n² → (n/(f·2^L))², L = len − 1), ae_num_res_blocks (1; 0 = levels
+    without ResBlocks), ae_attention (True), ae_num_heads (8), ae_groups (GroupNorm, 32), ae_stem
+    ("conv": paper B's full-resolution Conv3x3 | "space_to_depth" | "strided": cost-designed
+    stems, closurejax.models.autoencoder) and ae_stem_factor (f: 1 for "conv", 2 or 4 otherwise;
+    named presets: closurejax.diffusion.latent_model.AE_PRESETS), latent_channels (1), width
+    (20), modes (4), depth (4), embed_dim (256), embed_scale (30) of the latent FNO score
+    network, loss_weights
     ((w_H, w_ω, w_s, w_KL) = (10, 0.1, 0.1, 0.01) of the joint loss), stage1_weights ((w_H, w_ω,
-    w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500), kl_eps (1e-8).
+    w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500), kl_eps (1e-8),
+    dsm_target_grad (True: paper B, the DSM term also trains the target encoder; False: it does
+    not), kl_reduction ("mean" over latent entries | "sum": like the DSM term) — at the defaults
+    the joint latents collapse (spread ≪ the sampler's σ), with "sum" they keep an O(1) spread
+    (closurejax.diffusion.latent, issue 11).
   diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
@@ -136,6 +144,8 @@ def base_config() -> ml_collections.ConfigDict:
             ae_attention=True,
             ae_num_heads=8,
             ae_groups=32,
+            ae_stem="conv",
+            ae_stem_factor=1,
             latent_channels=1,
             width=20,
             modes=4,
@@ -146,6 +156,8 @@ def base_config() -> ml_collections.ConfigDict:
             stage1_weights=(10.0, 0.1, 0.0),
             stage1_epochs=500,
             kl_eps=1e-8,
+            dsm_target_grad=True,
+            kl_reduction="mean",
         )
     )
     config.diffusion = ml_collections.ConfigDict(

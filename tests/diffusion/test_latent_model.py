@@ -173,7 +173,7 @@ def test_joint_loss_terms_and_gradients_reach_all_three_networks(model_and_param
         return loss, aux, grads, g_dsm, recon
 
     loss, aux, grads, g_dsm, recon = run(params, batch, jax.random.key(6))
-    assert set(aux) == {"mse_target", "mse_condition", "dsm", "kl"}
+    assert set(aux) == {"mse_target", "mse_condition", "dsm", "kl", "latent_std"}
     w = model.loss_weights
     expected = w[0] * aux["mse_target"] + w[1] * aux["mse_condition"]
     expected += w[2] * aux["dsm"] + w[3] * aux["kl"]
@@ -336,3 +336,169 @@ def test_condition_with_nan_is_refused(model_and_params):
     omega = fields(2)["omega"].at[1, 3, 4].set(jnp.nan)
     with pytest.raises(ValueError, match="condition 'omega' contains non-finite"):
         model.sample(params, jax.random.PRNGKey(0), {"omega": omega}, SAMPLER)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 11: cost-designed autoencoders from the config, latent collapse options, latent_std
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (dict(ae_stem="pixel"), r"latent.ae_stem='pixel' is invalid; allowed: \('conv', "),
+        (dict(ae_stem_factor=2), "latent.ae_stem_factor=2 is invalid for latent.ae_stem='conv'"),
+        (
+            dict(ae_stem="strided", ae_stem_factor=1),
+            "latent.ae_stem_factor=1 is invalid for latent.ae_stem='strided'; allowed: an int",
+        ),
+        (dict(ae_num_res_blocks=-1), "latent.ae_num_res_blocks=-1 is invalid: .*integer >= 0"),
+        (dict(dsm_target_grad="no"), "latent.dsm_target_grad='no' is invalid; allowed: True"),
+        (dict(kl_reduction="max"), r"latent.kl_reduction='max' is invalid; allowed: \('mean'"),
+        (
+            dict(ae_stem="space_to_depth", ae_stem_factor=2, ae_channels=()),
+            "latent.ae_channels=\\(\\) is invalid: expected at least one",
+        ),
+    ],
+)
+def test_issue_11_config_errors_name_field_value_and_allowed(change, match):
+    with pytest.raises(ValueError, match=match) as error:
+        latent_model.from_config(tiny_config(**change), STATS)
+    assert "\n" not in str(error.value)  # one line
+
+
+def test_stems_and_latent_sizes_from_the_config():
+    """16² fields: a stem of factor 2 with one level, or factor 4 with none, gives 4x4 latents;
+    `ae_num_res_blocks = 0` is accepted; paper B's 2-level layout keeps its old error."""
+    for change in (
+        dict(ae_stem="space_to_depth", ae_stem_factor=2, ae_channels=(4, 8), modes=2),
+        dict(ae_stem="strided", ae_stem_factor=4, ae_channels=(8,), modes=2),
+        dict(ae_num_res_blocks=0, ae_channels=(4, 8, 8), modes=2),
+    ):
+        model = latent_model.from_config(tiny_config(**change), STATS)
+        assert model.factor == 4 and model.latent_size(N) == 4, change
+        shapes = jax.eval_shape(lambda k, m=model: m.init(k, N), jax.random.PRNGKey(0))
+        z = jax.eval_shape(
+            lambda p, x, m=model: m.encode(p, "target", x), shapes, jnp.zeros((2, N, N))
+        )
+        assert z.shape == (2, 4, 4)
+    config = tiny_config(ae_stem="space_to_depth", ae_stem_factor=4, ae_channels=(4, 8))
+    with pytest.raises(ValueError, match="n=20 .*latent.ae_stem_factor=4 \\* 2\\^L = 8"):
+        latent_model.from_config({**config, "data": {**config["data"], "coarse_size": 20}}, STATS)
+
+
+def test_presets_and_their_study_configs_cost_five_times_less():
+    """`AE_PRESETS`: "paper_b" is the base config's autoencoder; "fast16" (16² latent) and "fast8"
+    (8² latent) cost ≥ 5x fewer counted FLOPs (encode ω + decode H) than paper B's at 64²; the
+    study configs apply them with the KL reduced like the DSM term."""
+    from closurejax.models import flops, fno
+    from experiments.configs import base, paper_b_lcdm_fast8, paper_b_lcdm_fast16
+
+    section = base.base_config().latent
+    assert all(section[k] == v for k, v in latent_model.AE_PRESETS["paper_b"].items())
+    cost = {}
+    for module, name, m in (
+        (paper_b_lcdm_joint, "paper_b", 16),
+        (paper_b_lcdm_fast16, "fast16", 16),
+        (paper_b_lcdm_fast8, "fast8", 8),
+    ):
+        config = module.get_config().to_dict()
+        model = latent_model.from_config(config, STATS)
+        assert model.latent_size(64) == m
+        assert config["latent"]["kl_reduction"] == ("mean" if name == "paper_b" else "sum")
+        per_sample = {
+            part: flops.autoencoder_flops(model.target_ae, 64, 1)[part]
+            for part in ("encode", "decode")
+        }
+        cost[name] = per_sample["encode"] + per_sample["decode"]
+        shapes = jax.eval_shape(lambda k, mod=model: mod.init(k, 64), jax.random.PRNGKey(0))
+        assert fno.count_params(shapes["target_ae"]) < 9.1e6
+    assert cost["paper_b"] == 9_608_364_032
+    assert cost["paper_b"] / cost["fast16"] > 5 and cost["paper_b"] / cost["fast8"] > 20
+
+
+def test_collapse_options_change_only_their_term(model_and_params):
+    """`dsm_target_grad=False`: the DSM term's gradient reaches the score and the ω encoder but
+    not the target encoder; `kl_reduction="sum"`: the KL term is the mean times the 8x8 latent
+    entries; every other term and the `latent_std` metric are unchanged."""
+    model, params = model_and_params
+    batch = fields(4, seed=5)
+    variant = dataclasses.replace(model, dsm_target_grad=False, kl_reduction="sum")
+
+    @jax.jit
+    def run(params, key):
+        out = {}
+        for name, m in (("paper", model), ("variant", variant)):
+
+            def dsm(p, m=m):
+                aux = m.loss(p, batch, key)[1]
+                return aux["dsm"], aux
+
+            out[name] = jax.grad(dsm, has_aux=True)(params)
+        return out
+
+    out = run(params, jax.random.key(6))
+    (g_paper, aux_paper), (g_variant, aux_variant) = out["paper"], out["variant"]
+    assert norm(g_paper["target_ae"]["params"]["encoder"]) > 0
+    assert norm(g_variant["target_ae"]["params"]["encoder"]) == 0
+    assert norm(g_variant["omega_ae"]["params"]["encoder"]) > 0 and norm(g_variant["score"]) > 0
+    np.testing.assert_allclose(aux_variant["kl"], 64 * aux_paper["kl"], rtol=1e-5)
+    for term in ("mse_target", "mse_condition", "dsm", "latent_std"):
+        np.testing.assert_allclose(aux_variant[term], aux_paper[term], rtol=1e-6)
+    z = model.encode(params, "target", batch["target"])
+    expected = np.sqrt(np.mean(np.var(np.asarray(z).reshape(4, -1), axis=0)))
+    np.testing.assert_allclose(aux_paper["latent_std"], expected, rtol=1e-4)
+
+
+@pytest.mark.slow  # ≈ 60 s on 2 cores; `make test-slow` (and CI) runs it
+def test_joint_latents_collapse_at_paper_b_settings_but_not_with_the_fix(tmp_path):
+    """The tiny latent study of tests/training/test_run_latent.py (16² → 8×8 latents, 10 training
+    snapshots), trained jointly for 400 Adam steps (batch 8, lr 1e-3) from the same init: with
+    paper B's settings the spread of z_H (`latent_std`, the training metric) falls far below the
+    sampler's noise levels (σ(t) from 0.032 to 1.44); with the KL summed over latent entries
+    (`latent.kl_reduction = "sum"`), alone or with `dsm_target_grad = False`, it stays O(1)."""
+    import optax
+
+    from closurejax.data import generate, pipeline, store
+    from tests.training.test_run_latent import tiny_latent_study
+
+    config = tiny_latent_study()
+    generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    data = store.open_dataset(tmp_path / "dataset")
+    train = pipeline.trajectory_fields(data, "train", latent_model.FIELDS)
+    train = {k: jnp.asarray(np.asarray(v).reshape(-1, *v.shape[2:])) for k, v in train.items()}
+    stats = {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in train.items()}
+    steps, batch, optimizer = 400, 8, optax.adam(1e-3)
+    settings = {
+        "paper_b": dict(),
+        "kl_sum": dict(kl_reduction="sum"),
+        "kl_sum_no_dsm_grad": dict(kl_reduction="sum", dsm_target_grad=False),
+    }
+    models = {
+        name: latent_model.from_config({**config, "latent": {**config["latent"], **change}}, stats)
+        for name, change in settings.items()
+    }
+    params = models["paper_b"].init(jax.random.PRNGKey(0), N)
+
+    @jax.jit
+    def train_all(params, key):
+        out = {}
+        for name, model in models.items():
+
+            def step(carry, k, model=model):
+                p, opt_state = carry
+                k_batch, k_loss = jax.random.split(k)
+                idx = jax.random.choice(k_batch, len(train["target"]), (batch,), replace=False)
+                b = {n: v[idx] for n, v in train.items()}
+                (_, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(p, b, k_loss)
+                updates, opt_state = optimizer.update(grads, opt_state)
+                return (optax.apply_updates(p, updates), opt_state), aux["latent_std"]
+
+            init = (params, optimizer.init(params))
+            out[name] = jax.lax.scan(step, init, jax.random.split(key, steps))[1]
+        return out
+
+    spreads = {k: float(np.mean(v[-20:])) for k, v in train_all(params, jax.random.key(1)).items()}
+    assert spreads["paper_b"] < 0.15, spreads  # collapsed: ≪ 1 and below most of σ(t)
+    assert spreads["kl_sum"] > 0.4 and spreads["kl_sum_no_dsm_grad"] > 0.5, spreads
+    assert spreads["kl_sum"] > 4 * spreads["paper_b"], spreads

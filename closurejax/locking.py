@@ -6,7 +6,8 @@ process) and writes the holder's pid, host and start time into the file. A secon
 asking for the same lock is refused at once with `FolderLockedError`, one line naming the
 holder. The kernel releases a flock when its process dies, however it dies, so a lock file left
 behind by a killed process never blocks. On release the lock file is removed, and so are the
-folders the lock created if nothing else was put in them (a refusal leaves no empty folder).
+folders the lock created if nothing but empty folders was put in them (a refusal leaves no empty
+folder, e.g. no ``<run>/checkpoints`` after train refuses a bad ``--num_steps``).
 
 Locks are advisory and per open file: they exclude other processes (and other `hold` calls in
 this process), on local file systems; NFS may not honour them.
@@ -126,9 +127,17 @@ def hold(folder: str | os.PathLike, stage: str) -> Iterator[Path]:
 
 
 def _remove_empty(folders: list[Path]) -> None:
-    """Removes `folders` (innermost first) that are empty."""
+    """Removes `folders` (innermost first) that hold nothing but empty folders: everything in
+    them was made while the lock was held, so a refusal after e.g. ``checkpoints/`` was created
+    inside leaves no empty folder behind."""
+    if folders:
+        for root, _, _ in sorted(os.walk(folders[0]), key=lambda w: -len(Path(w[0]).parts)):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # fails, and stays, unless empty
     for path in folders:
         try:
             path.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
             return

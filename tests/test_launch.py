@@ -129,6 +129,18 @@ def test_flag_errors_are_one_line_too(tmp_path: Path) -> None:
     assert line == "Unknown command line flag 'bogus'"
 
 
+def test_evaluation_without_a_trained_model_is_refused_leaving_no_folder(tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    generate.generate(tiny_online(), workdir, show_progress=False, log=lambda _: None)
+    args = [f"--config={tiny_config_file(tmp_path)}", f"--workdir={workdir}"]
+    line = refusal(launch(tmp_path, "evaluate_offline", *args), "evaluate_offline")
+    assert line == (
+        f"no checkpoint of a trained 'score' model in {workdir / 'score'}; run "
+        "experiments/train.py first"
+    )
+    assert sorted(p.name for p in workdir.iterdir()) == ["dataset"]
+
+
 def test_simulate_with_an_empty_checkpoints_folder_is_refused(tmp_path: Path) -> None:
     checkpoints = tmp_path / "w" / "score" / "checkpoints"
     checkpoints.mkdir(parents=True)

@@ -64,5 +64,28 @@ def test_release_removes_the_lock_file_and_the_empty_folders_it_made(tmp_path: P
     with locking.hold(folder, "train"):
         (folder / "metrics.jsonl").write_text("")
     assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl"]
+
+
+def test_release_removes_empty_folders_made_inside_a_folder_it_made(tmp_path: Path) -> None:
+    """A refusal after e.g. ``checkpoints/`` was created in the run folder leaves nothing."""
+    folder = tmp_path / "a" / "score"
+    with pytest.raises(ValueError, match="refused"):
+        with locking.hold(folder, "train"):
+            (folder / "checkpoints" / "tmp").mkdir(parents=True)
+            raise ValueError("refused")
+    assert list(tmp_path.iterdir()) == []
+    (folder / "checkpoints").mkdir(parents=True)  # a folder it did not make stays, even empty
+    with locking.hold(folder, "train"):
+        (folder / "new").mkdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "new"]
+    with locking.hold(tmp_path / "b", "train"):  # a file made inside keeps its folders
+        (tmp_path / "b" / "checkpoints" / "2").mkdir(parents=True)
+        (tmp_path / "b" / "checkpoints" / "2" / "x").write_text("")
+        (tmp_path / "b" / "empty").mkdir()
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "b").rglob("*")) == [
+        "b/checkpoints",
+        "b/checkpoints/2",
+        "b/checkpoints/2/x",
+    ]
     with pytest.raises(ValueError, match="stage='../x' is invalid"):
         locking.lock_path(tmp_path, "../x")

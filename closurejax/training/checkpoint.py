@@ -380,6 +380,10 @@ class CheckpointManager:
 
     def close(self) -> None:
         """Finishes pending saves and releases the manager's resources."""
+        # orbax's close does not wait for the clean-up of temporary folders it starts when it
+        # opens a folder (it waits only on a save): a process that opens, refuses and exits at
+        # once would end in that thread's traceback ("cannot schedule new futures after shutdown")
+        getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
         self._manager.close()
 
     def _resolve(self, step: int | None) -> int:

@@ -604,6 +604,13 @@ def load(
     """
     config_dict = _as_dict(config)
     workdir = Path(workdir).resolve()
+    two_stage = _is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"
+    folder = run_dir(config_dict, workdir, run_name, "score" if two_stage else None)
+    if not (folder / "checkpoints").is_dir():  # refused before anything creates the folder
+        raise FileNotFoundError(
+            f"no checkpoint of a trained '{run_name or config_dict['model']['kind']}' model "
+            f"in {folder}; run experiments/train.py first"
+        )
     ae_params = None
     if _is_latent(config_dict):
         data = open_study_dataset(config_dict, data_dir or workdir / "dataset")

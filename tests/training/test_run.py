@@ -141,6 +141,31 @@ def test_restart_says_in_one_line_what_it_does(study):
     assert lines[0].endswith("plan: checkpoint at step 8 ≥ the run's end 8: nothing to do")
 
 
+def test_a_refused_training_leaves_no_folder_behind(study):
+    """A refusal after the run folder and its checkpoints/ were made removes both (the lock
+    removes the empty folders made under it); a bad model.kind names every kind."""
+    config, workdir = study
+    with pytest.raises(ValueError, match=r"num_steps must be None or an integer in \[0, 4\]"):
+        run.train(config, workdir, num_steps=99, run_name="refused", show_progress=False)
+    assert not (workdir / "refused").exists()
+    bad = {**config, "model": {**config["model"], "kind": "foo"}}
+    allowed = r"model.kind='foo' is invalid; allowed: \('score', 'regression', 'latent'\)"
+    with pytest.raises(ValueError, match=allowed):
+        run.train(bad, workdir, show_progress=False)
+    assert not (workdir / "foo").exists()
+
+
+def test_loading_a_run_never_trained_is_refused_and_makes_no_folder(study):
+    config, workdir = study
+    with pytest.raises(FileNotFoundError) as info:
+        run.load(config, workdir, run_name="untrained")
+    assert str(info.value) == (
+        f"no checkpoint of a trained 'untrained' model in {workdir / 'untrained'}; run "
+        "experiments/train.py first"
+    )
+    assert not (workdir / "untrained").exists()
+
+
 def test_dataset_of_another_config_is_refused_for_training(study, tmp_path):
     config, workdir = study
     other = {**config, "physics": {**config["physics"], "viscosity": 5e-3}}

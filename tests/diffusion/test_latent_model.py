@@ -502,3 +502,36 @@ def test_joint_latents_collapse_at_paper_b_settings_but_not_with_the_fix(tmp_pat
     assert spreads["paper_b"] < 0.15, spreads  # collapsed: ≪ 1 and below most of σ(t)
     assert spreads["kl_sum"] > 0.4 and spreads["kl_sum_no_dsm_grad"] > 0.5, spreads
     assert spreads["kl_sum"] > 4 * spreads["paper_b"], spreads
+
+
+@pytest.mark.slow  # ≈ 30 s on 2 cores: compiles a 64² joint step and a sample per preset
+@pytest.mark.parametrize("study_name", ["paper_b_lcdm_fast16", "paper_b_lcdm_fast8"])
+def test_cheap_preset_configs_train_one_step_and_sample(study_name):
+    """The cost-designed study configs at 64², batch 2: one Adam step of the joint loss moves
+    every network and reports a finite `latent_std`; one 10-step Euler–Maruyama sample."""
+    import importlib
+
+    import optax
+
+    config = importlib.import_module(f"experiments.configs.{study_name}").get_config().to_dict()
+    model = latent_model.from_config(config, STATS)
+    params = jax.jit(model.init, static_argnums=1)(jax.random.PRNGKey(0), 64)
+    key = jax.random.PRNGKey(1)
+    batch = {
+        name: STATS[name]["std"] * jax.random.normal(jax.random.fold_in(key, i), (2, 64, 64))
+        for i, name in enumerate(("omega", "target"))
+    }
+    tx = optax.adam(1e-3)
+
+    @jax.jit
+    def step(p):
+        (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(p, batch, key)
+        return optax.apply_updates(p, tx.update(grads, tx.init(p))[0]), loss, aux
+
+    new, loss, aux = step(params)
+    assert np.isfinite(loss) and np.isfinite(aux["latent_std"]) and aux["latent_std"] > 0
+    for name in ("target_ae", "omega_ae", "score"):
+        assert norm(jax.tree.map(jnp.subtract, new[name], params[name])) > 0, name
+    sampler = conditional.sampler_from_config(config["sampler"])
+    out = jax.jit(lambda p, k: model.sample(p, k, {"omega": batch["omega"]}, sampler))(params, key)
+    assert out.shape == (2, 64, 64) and np.all(np.isfinite(np.asarray(out)))

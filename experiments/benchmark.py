@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from absl import flags, logging
+from absl import flags
 
 from closurejax.evaluation import benchmarks, coupled_benchmarks, score_benchmarks
 from experiments import launch
@@ -39,10 +39,11 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"--only: unknown groups {unknown}; allowed: {list(GROUPS)}")
     if os.path.exists(_OUTPUT.value):
         benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
-    logging.info("benchmarking %s on %s", selected, benchmarks.device_description())
+    launch.quiet_library_logs()
+    print(f"benchmarking {selected} on {benchmarks.device_description()}", flush=True)
     records, ran, skipped = [], [], []
     for group in selected:
-        logging.info("group %s", group)
+        print(f"group {group}", flush=True)
         try:
             records += GROUPS[group](_QUICK.value)
             ran.append(group)

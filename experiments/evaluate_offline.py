@@ -6,7 +6,8 @@ and zero-shot at the higher resolutions of DIR/zero_shot (the papers' offline ta
 Physical-space studies (`model.kind` "score"): evaluates DIR/score (the diffusion model) and, if
 trained, DIR/regression (the deterministic baseline); writes DIR/offline/metrics.json and figures
 (truth, samples, ensemble mean, spread, error) and prints a table. Latent studies (`model.kind`
-"latent"): the latent run beside the P-CDM of DIR/score, in DIR/offline_<run>. The logic is
+"latent"): the latent run beside the P-CDM of DIR/score, in DIR/offline_<run>. A progress bar
+counts the evaluations (model × resolution; `--no_progress` hides it). The logic is
 `closurejax.evaluation.offline_study.run_offline`.
 """
 
@@ -14,18 +15,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from absl import flags
+
 from closurejax.diffusion import latent_model
 from closurejax.evaluation import offline_study
 from experiments import launch
 
 _CONFIG = launch.define_config()
 _WORKDIR = launch.define_workdir("Study folder (dataset, runs).")
+_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
 
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.quiet_library_logs()
+    launch.one_line_warnings()
     workdir = Path(_WORKDIR.value).resolve()
-    results = offline_study.run_offline(_CONFIG.value, workdir)
+    results = offline_study.run_offline(
+        _CONFIG.value, workdir, show_progress=not _NO_PROGRESS.value
+    )
     print(offline_study.format_results(results))
     kind = _CONFIG.value.model.kind
     out = "offline" if kind != latent_model.KIND else f"offline_{results['latent_run']}"

@@ -30,6 +30,7 @@ _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
 
 def main(argv: list[str]) -> None:
     del argv
+    launch.quiet_library_logs()
     launch.one_line_warnings()
     run.train(
         _CONFIG.value,

@@ -265,3 +265,26 @@ def test_ctrl_c_during_training_says_the_step_and_the_checkpoint_to_resume_from(
     step, checkpoint = int(match[1]), int(match[2])
     assert 2 <= checkpoint <= step < 10000 and checkpoint % 2 == 0  # checkpoint_every=2
     assert (run / "checkpoints" / str(checkpoint)).is_dir()
+
+
+ABSL_INFO = re.compile(r"^I\d{4} ", re.MULTILINE)  # absl's INFO prefix (orbax logs at INFO)
+
+
+def test_train_and_evaluate_offline_show_progress_not_library_info_lines(tmp_path: Path) -> None:
+    """train.py and evaluate_offline.py keep their output to progress, warnings and results:
+    no INFO lines of orbax (a checkpoint save or load logs dozens); evaluate_offline.py, which
+    runs for minutes on a real study, shows a progress bar over its evaluations."""
+    workdir = tmp_path / "w"
+    generate.generate(tiny_online(), workdir, show_progress=False, log=lambda _: None)
+    args = [f"--config={tiny_config_file(tmp_path)}", f"--workdir={workdir}"]
+    trained = launch(tmp_path, "train", *args)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert not ABSL_INFO.search(trained.stdout + trained.stderr), trained.stderr[-3000:]
+    assert "step" in trained.stderr  # the training bar
+    evaluated = launch(tmp_path, "evaluate_offline", *args)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert not ABSL_INFO.search(evaluated.stdout + evaluated.stderr), evaluated.stderr[-3000:]
+    assert "offline score n32: 100%" in evaluated.stderr and "1/1" in evaluated.stderr
+    assert "score/n32" in evaluated.stdout and f"written: {workdir / 'offline'}" in evaluated.stdout
+    quiet = launch(tmp_path, "evaluate_offline", *args, "--no_progress")
+    assert quiet.returncode == 0 and "offline score" not in quiet.stderr, quiet.stderr[-3000:]

@@ -12,7 +12,9 @@ higher resolutions of `<workdir>/zero_shot`, and writes `metrics.json` and figur
   section, the same scores for it on the same test snapshots with the same keys →
   `<workdir>/offline_<run>`.
 
-`format_results` is the printed table. `experiments/evaluate_offline.py` is the launcher.
+`format_results` is the printed table. `experiments/evaluate_offline.py` is the launcher; with
+`show_progress` a progress bar counts the evaluations (model × resolution) and names the current
+one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from tqdm.auto import tqdm
 
 from closurejax import atomic
 from closurejax.data import store
@@ -62,18 +65,27 @@ def _closure_figure(config, example: dict, path: Path, size: int, label: str) ->
     )
 
 
-def run_offline(config: Any, workdir: str | Path) -> dict:
+def run_offline(config: Any, workdir: str | Path, show_progress: bool = False) -> dict:
     """All offline scores of the study in `workdir` (module docstring); writes metrics.json and
     figures and returns the results. `config`: a ConfigDict or a plain dict."""
     if not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(config)
-    return evaluate(config, Path(workdir).resolve())
+    return evaluate(config, Path(workdir).resolve(), show_progress)
 
 
-def evaluate(config, workdir: Path) -> dict:
+def _progress(total: int, show: bool) -> tqdm:
+    """The bar of `total` evaluations (model × resolution); `_next` names the current one."""
+    return tqdm(total=total, unit="eval", desc="offline", dynamic_ncols=True, disable=not show)
+
+
+def _next(bar: tqdm, label: str) -> None:
+    bar.set_description(f"offline {label}")
+
+
+def evaluate(config, workdir: Path, show_progress: bool = False) -> dict:
     """All offline scores of the study in `workdir`; writes metrics.json and figures."""
     if config.model.kind == latent_model.KIND:
-        return evaluate_latent(config, workdir)
+        return evaluate_latent(config, workdir, show_progress)
     out_dir = workdir / "offline"
     evaluation = config.evaluation
     sampler = conditional.sampler_from_config(config.sampler)
@@ -86,19 +98,24 @@ def evaluate(config, workdir: Path) -> dict:
         reg_config = config.to_dict()
         reg_config["model"]["kind"] = "regression"
         regression = run.load(reg_config, workdir, use_ema=evaluation.use_ema)
-    for size, (suffix, data) in zip(sizes, datasets.items(), strict=True):
-        fields = offline.test_fields(data, names, suffix, evaluation.max_snapshots)
-        key = jax.random.PRNGKey(config.seed)
-        summary, example = offline.evaluate_score_model(
-            model, params, fields, sampler, evaluation.ensemble_size, key
-        )
-        summary["cost"] = offline.sample_cost(model, params, fields, sampler, key)
-        results[f"score/n{size}"] = summary
-        _closure_figure(config, example, out_dir / f"closure_n{size}.png", size, "diffusion")
-        if regression is not None:
-            results[f"regression/n{size}"] = offline.evaluate_regression_model(
-                regression[0], regression[1], fields
+    with _progress(len(sizes) * (1 + (regression is not None)), show_progress) as bar:
+        for size, (suffix, data) in zip(sizes, datasets.items(), strict=True):
+            fields = offline.test_fields(data, names, suffix, evaluation.max_snapshots)
+            key = jax.random.PRNGKey(config.seed)
+            _next(bar, f"score n{size}")
+            summary, example = offline.evaluate_score_model(
+                model, params, fields, sampler, evaluation.ensemble_size, key
             )
+            summary["cost"] = offline.sample_cost(model, params, fields, sampler, key)
+            results[f"score/n{size}"] = summary
+            _closure_figure(config, example, out_dir / f"closure_n{size}.png", size, "diffusion")
+            bar.update()
+            if regression is not None:
+                _next(bar, f"regression n{size}")
+                results[f"regression/n{size}"] = offline.evaluate_regression_model(
+                    regression[0], regression[1], fields
+                )
+                bar.update()
     atomic.write_json(out_dir / "metrics.json", results)
     return results
 
@@ -118,7 +135,7 @@ def _load_pcdm(config, workdir: Path, use_ema: bool) -> tuple[Any, Any] | str:
         )
 
 
-def evaluate_latent(config, workdir: Path) -> dict:
+def evaluate_latent(config, workdir: Path, show_progress: bool = False) -> dict:
     """Scores of the latent model (and of the P-CDM beside it, if trained); see the docstring."""
     evaluation = config.evaluation
     mode = latent_model.training_mode(config.to_dict())
@@ -135,44 +152,53 @@ def evaluate_latent(config, workdir: Path) -> dict:
     }
     if isinstance(pcdm, str):
         results["score/skipped"] = pcdm
-    for size, (suffix, data) in zip(sizes, datasets.items(), strict=True):
-        fields = offline.test_fields(data, ["omega", "target"], suffix, evaluation.max_snapshots)
-        key = jax.random.PRNGKey(config.seed)
-        summary, example = offline.evaluate_score_model(
-            model, params, fields, sampler, evaluation.ensemble_size, key
-        )
-        summary["reconstruction"] = offline.evaluate_reconstruction(model, params, fields)
-        summary["cost"] = offline.sample_cost(model, params, fields, sampler, key)
-        results[f"latent/n{size}"] = summary
-        _closure_figure(config, example, out_dir / f"latent_closure_n{size}.png", size, "latent")
-        if not isinstance(pcdm, str):
-            pcdm_summary, pcdm_example = offline.evaluate_score_model(
-                pcdm[0], pcdm[1], fields, sampler, evaluation.ensemble_size, key
+    with _progress(len(sizes) * (1 + (not isinstance(pcdm, str))), show_progress) as bar:
+        for size, (suffix, data) in zip(sizes, datasets.items(), strict=True):
+            fields = offline.test_fields(
+                data, ["omega", "target"], suffix, evaluation.max_snapshots
             )
-            pcdm_summary["cost"] = offline.sample_cost(pcdm[0], pcdm[1], fields, sampler, key)
-            results[f"score/n{size}"] = pcdm_summary
+            key = jax.random.PRNGKey(config.seed)
+            _next(bar, f"latent n{size}")
+            summary, example = offline.evaluate_score_model(
+                model, params, fields, sampler, evaluation.ensemble_size, key
+            )
+            summary["reconstruction"] = offline.evaluate_reconstruction(model, params, fields)
+            summary["cost"] = offline.sample_cost(model, params, fields, sampler, key)
+            results[f"latent/n{size}"] = summary
             _closure_figure(
-                config, pcdm_example, out_dir / f"score_closure_n{size}.png", size, "P-CDM"
+                config, example, out_dir / f"latent_closure_n{size}.png", size, "latent"
             )
-        if suffix == "":
-            truth = {n: fields[n][:1] for n in ("target", "omega")}
-            recon = {
-                n: jax.jit(model.reconstruct, static_argnums=1)(params, n, truth[n])[0]
-                for n in truth
-            }
-            plots.field_panels(
-                {
-                    "H": truth["target"][0],
-                    "H reconstructed": recon["target"],
-                    "H error": recon["target"] - truth["target"][0],
-                    "ω": truth["omega"][0],
-                    "ω reconstructed": recon["omega"],
-                    "ω error": recon["omega"] - truth["omega"][0],
-                },
-                out_dir / "reconstruction.png",
-                title=f"{config.name}: autoencoder reconstructions at {size}²",
-                symmetric=[True] * 6,
-            )
+            bar.update()
+            if not isinstance(pcdm, str):
+                _next(bar, f"P-CDM n{size}")
+                pcdm_summary, pcdm_example = offline.evaluate_score_model(
+                    pcdm[0], pcdm[1], fields, sampler, evaluation.ensemble_size, key
+                )
+                pcdm_summary["cost"] = offline.sample_cost(pcdm[0], pcdm[1], fields, sampler, key)
+                results[f"score/n{size}"] = pcdm_summary
+                _closure_figure(
+                    config, pcdm_example, out_dir / f"score_closure_n{size}.png", size, "P-CDM"
+                )
+                bar.update()
+            if suffix == "":
+                truth = {n: fields[n][:1] for n in ("target", "omega")}
+                recon = {
+                    n: jax.jit(model.reconstruct, static_argnums=1)(params, n, truth[n])[0]
+                    for n in truth
+                }
+                plots.field_panels(
+                    {
+                        "H": truth["target"][0],
+                        "H reconstructed": recon["target"],
+                        "H error": recon["target"] - truth["target"][0],
+                        "ω": truth["omega"][0],
+                        "ω reconstructed": recon["omega"],
+                        "ω error": recon["omega"] - truth["omega"][0],
+                    },
+                    out_dir / "reconstruction.png",
+                    title=f"{config.name}: autoencoder reconstructions at {size}²",
+                    symmetric=[True] * 6,
+                )
     atomic.write_json(out_dir / "metrics.json", results)
     return results
 

@@ -34,6 +34,7 @@ the same test snapshots beside the timings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -260,8 +261,9 @@ def sampler_accuracy_benchmarks(
 
 
 def _flops(fn: Callable[..., Any], *args: Any) -> float:
-    """XLA's FLOP count of `fn(*args)` (loop-free functions only: XLA counts a loop body once),
-    from the lowered program; NaN where the backend gives none."""
+    """XLA's FLOP count of `fn(*args)` (loop-free functions only: XLA counts a loop body once,
+    so count models with `_unsliced`), from the lowered program; NaN where the backend gives
+    none."""
     try:
         analysis = jax.jit(fn).lower(*args).cost_analysis()
     except Exception:  # noqa: BLE001 — an optional figure: some backends do not implement it
@@ -269,6 +271,14 @@ def _flops(fn: Callable[..., Any], *args: Any) -> float:
     if isinstance(analysis, list | tuple):
         analysis = analysis[0] if analysis else {}
     return float((analysis or {}).get("flops", math.nan))
+
+
+def _unsliced(model: Any) -> Any:
+    """`model` without batch slices (`batch_chunk=None`): the same arithmetic in one call, so
+    that XLA's cost analysis sees the whole batch (a sliced network is a `lax.map` loop whose body
+    XLA counts once: on a CPU the P-CDM's FLOPs came out for 4 of 100 samples, the L-CDM
+    autoencoders' for 1)."""
+    return dataclasses.replace(model, batch_chunk=None)
 
 
 def _lcdm_config(quick: bool) -> dict:
@@ -319,9 +329,10 @@ def latent_benchmarks(quick: bool = False, study_workdir: str | None = None) -> 
     )
     p_features = jax.jit(pcdm.encode)(p_params, cond)
     x = cond["omega"]
-    p_config["flops_encode"] = _flops(pcdm.encode, p_params, cond)
+    p_flat = _unsliced(pcdm)
+    p_config["flops_encode"] = _flops(p_flat.encode, p_params, cond)
     p_config["flops_per_step"] = _flops(
-        lambda p, x, t, f: pcdm.score_fn(p, f)(x, t), p_params, x, jnp.full((b,), 0.1), p_features
+        lambda p, x, t, f: p_flat.score_fn(p, f)(x, t), p_params, x, jnp.full((b,), 0.1), p_features
     )
     p_config["flops"] = p_config["flops_encode"] + sampler.nfe * p_config["flops_per_step"]
     out.append(record(f"latent/pcdm/sample/b{b}/seconds", p_seconds, "s", config=p_config))
@@ -358,17 +369,24 @@ def latent_benchmarks(quick: bool = False, study_workdir: str | None = None) -> 
         part_seconds[name] = time_fn(jax.jit(fn), *args, repeats=repeats)["median"]
     l_seconds = time_fn(jax.jit(full), l_params, key, cond, repeats=repeats)["median"]
     latent = config["latent"]
+    l_flat = _unsliced(lcdm)
     step_flops = _flops(
-        lambda p, z, t, f: lcdm.score_fn(p["score"], f)(z, t),
+        lambda p, z, t, f: l_flat.score_fn(p["score"], f)(z, t),
         l_params,
         z,
         jnp.full((b,), 0.1),
         features,
     )
     part_flops = {
-        "encode": _flops(encode, l_params, cond),
+        "encode": _flops(
+            lambda p, c: l_flat.condition_features(
+                p["score"], l_flat.encode(p, "omega", c["omega"])
+            ),
+            l_params,
+            cond,
+        ),
         "latent_sampling": sampler.nfe * step_flops,
-        "decode": _flops(decode, l_params, z),
+        "decode": _flops(lambda p, z: l_flat.decode(p, "target", z), l_params, z),
     }
     l_config = dict(
         common,

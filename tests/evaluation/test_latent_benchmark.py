@@ -39,3 +39,30 @@ def test_latent_group_is_registered() -> None:
     from experiments import benchmark
 
     assert benchmark.GROUPS["latent"] is score_benchmarks.latent_benchmarks
+
+
+@pytest.mark.slow  # ≈ 20 s on 2 cores
+def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
+    """XLA counts a loop body once: a network sliced into a lax.map over the batch would be
+    counted for one slice. `_unsliced` counts the same model in one call: batch 4 costs 4×
+    batch 1, while the sliced count (slices of 1) stays at one sample's."""
+    import dataclasses
+
+    import jax
+
+    from closurejax.diffusion import latent_model
+
+    config = score_benchmarks._lcdm_config(True)
+    stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "target")}
+    sliced = dataclasses.replace(latent_model.from_config(config, stats), batch_chunk=1)
+    params = jax.jit(lambda k: sliced.init(k, 16))(jax.random.PRNGKey(0))
+    m = sliced.latent_size(16)
+
+    def decode_flops(model, batch: int) -> float:
+        z = jax.numpy.zeros((batch, m, m))
+        return score_benchmarks._flops(lambda p, z: model.decode(p, "target", z), params, z)
+
+    flat = score_benchmarks._unsliced(sliced)
+    assert flat.batch_chunk is None
+    assert math.isclose(decode_flops(flat, 4), 4 * decode_flops(flat, 1), rel_tol=1e-3)
+    assert decode_flops(sliced, 4) < 0.5 * decode_flops(flat, 4)  # the bug it avoids

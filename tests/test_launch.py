@@ -212,6 +212,7 @@ def chunks_written(dataset: Path) -> int:
 MANY_CHUNKS = ["--config.data.num_trajectories=12", "--config.data.trajectories_per_chunk=1"]
 
 
+@pytest.mark.slow  # ≈ 30–50 s each on 2 cores: `make test-slow` (and CI) runs it
 @pytest.mark.parametrize("launcher", ["generate_data", "reproduce"])
 def test_ctrl_c_during_generation_says_where_it_stopped_and_the_same_command_resumes(
     tmp_path: Path, launcher: str
@@ -238,6 +239,7 @@ def test_ctrl_c_during_generation_says_where_it_stopped_and_the_same_command_res
         assert f"[dataset] {12 - written} chunk(s) to run" in proc.stdout
 
 
+@pytest.mark.slow  # ≈ 30–50 s each on 2 cores: `make test-slow` (and CI) runs it
 def test_ctrl_c_during_training_says_the_step_and_the_checkpoint_to_resume_from(
     tmp_path: Path,
 ) -> None:
@@ -270,6 +272,7 @@ def test_ctrl_c_during_training_says_the_step_and_the_checkpoint_to_resume_from(
 ABSL_INFO = re.compile(r"^I\d{4} ", re.MULTILINE)  # absl's INFO prefix (orbax logs at INFO)
 
 
+@pytest.mark.slow  # ≈ 30–50 s each on 2 cores: `make test-slow` (and CI) runs it
 def test_train_and_evaluate_offline_show_progress_not_library_info_lines(tmp_path: Path) -> None:
     """train.py and evaluate_offline.py keep their output to progress, warnings and results:
     no INFO lines of orbax (a checkpoint save or load logs dozens); evaluate_offline.py, which

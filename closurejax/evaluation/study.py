@@ -131,7 +131,9 @@ def _offline_key(config: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     return json.loads(json.dumps(key, default=str))
 
 
-def _offline(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> dict:
+def _offline(
+    config: dict[str, Any], workdir: Path, log: Callable[[str], None], show_progress: bool
+) -> dict:
     key = _offline_key(config, workdir)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     key_path = workdir / "offline" / "key.json"
@@ -141,7 +143,7 @@ def _offline(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) 
         if stored.get("sha256") == digest:
             return json.loads(metrics_path.read_text())
         log("offline: the models or settings changed since the stored table: recomputing")
-    results = offline_study.run_offline(config, workdir)
+    results = offline_study.run_offline(config, workdir, show_progress=show_progress)
     atomic.write_json(key_path, {"sha256": digest, "key": key})
     return results
 
@@ -188,7 +190,7 @@ def run_study(
         "train_regression": lambda: run.train(
             _with_kind(config, "regression"), workdir, show_progress=show_progress
         ),
-        "offline": lambda: _offline(config, workdir, log),
+        "offline": lambda: _offline(config, workdir, log, show_progress),
         "online": lambda: a_posteriori.run_online(
             config, workdir, show_progress=show_progress, log=log
         ),

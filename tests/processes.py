@@ -42,6 +42,19 @@ def run_python(code: str, devices: int, *args: str, timeout: float = 120) -> str
     return proc.stdout
 
 
+def _spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen:
+    """``python -c *args`` in the repository root with pipes for stdout/stderr, no stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-c", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+
+
 @contextlib.contextmanager
 def two_processes(
     code: str,
@@ -56,18 +69,7 @@ def two_processes(
         s.bind(("localhost", 0))
         port = str(s.getsockname()[1])
     env = fake_devices_env(devices)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(pid), port, *extra(pid)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        for pid in (0, 1)
-    ]
+    procs = [_spawn([code, str(pid), port, *extra(pid)], env) for pid in (0, 1)]
     try:
         yield procs
         outputs = [proc.communicate(timeout=timeout) for proc in procs]
@@ -84,16 +86,7 @@ def background_python(code: str, *args: str, ready: str = "READY") -> Iterator[s
     """Runs ``python -c code *args`` (repository on the path, CPU only) around the ``with``
     body, once it has printed the line `ready` (e.g. after taking a lock); kills it on leaving
     (if still running)."""
-    env = fake_devices_env(1)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = _spawn([textwrap.dedent(code), *args], fake_devices_env(1))
     try:
         line = proc.stdout.readline().strip()
         if line != ready:

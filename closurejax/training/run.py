@@ -605,7 +605,8 @@ def load(
     config_dict = _as_dict(config)
     workdir = Path(workdir).resolve()
     two_stage = _is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"
-    folder = run_dir(config_dict, workdir, run_name, "score" if two_stage else None)
+    # the first run trained (two-stage: stage 1; a stage 2 not yet begun is named further down)
+    folder = run_dir(config_dict, workdir, run_name, LATENT_STAGES[0] if two_stage else None)
     if not (folder / "checkpoints").is_dir():  # refused before anything creates the folder
         raise FileNotFoundError(
             f"no checkpoint of a trained '{run_name or config_dict['model']['kind']}' model "

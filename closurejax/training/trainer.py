@@ -507,6 +507,7 @@ class Trainer:
             return self._state
 
         log: IO[str] | None = None
+        done = start  # the last step completed (a python int: read safely when interrupted)
         bar = tqdm(
             total=end,
             initial=start,
@@ -523,6 +524,7 @@ class Trainer:
             for step in range(start, end):
                 batch_size = int(jax.tree.leaves(batch)[0].shape[0])
                 self._state, metrics = self._train_step(self._state, batch)
+                done = step + 1
                 if step + 1 < end:  # prepare the next batch while the device computes
                     batch = parallel.shard_batch(self._batches.batch_at(step + 1), self._mesh)
                 if not bool(metrics["ok"]):
@@ -535,7 +537,6 @@ class Trainer:
                         float(values["grad_norm"]),
                         f"; latest checkpoint: step {latest}{where}",
                     )
-                done = step + 1
                 bar.update(1)
                 if done % self._log_every == 0 or done == end:
                     now = time.perf_counter()
@@ -556,7 +557,9 @@ class Trainer:
                 if done % self._checkpoint_every == 0 or done == end:
                     self._save()
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(self._stopped(end)) from None
+            # not self.step: an interrupt inside the jitted step leaves self._state holding the
+            # buffers the step donated (deleted arrays)
+            raise KeyboardInterrupt(self._stopped(done, end)) from None
         finally:
             bar.close()
             if log is not None:
@@ -564,7 +567,7 @@ class Trainer:
             self._checkpoints.wait()
         return self._state
 
-    def _stopped(self, end: int) -> str:
+    def _stopped(self, reached: int, end: int) -> str:
         """Where an interrupted `train` stopped: the step reached and the latest checkpoint (a
         pending write finished first), where a resumed run starts again."""
         self._checkpoints.wait()
@@ -574,7 +577,7 @@ class Trainer:
             if latest is not None
             else "no checkpoint yet (a resumed run starts at step 0)"
         )
-        return f"training {self._workdir} stopped at step {self.step} of {end}; {kept}"
+        return f"training {self._workdir} stopped at step {reached} of {end}; {kept}"
 
     def close(self) -> None:
         """Finishes pending checkpoint writes and releases the checkpoint manager."""

@@ -374,3 +374,29 @@ def test_metrics_lines_are_json_with_one_record_each(tmp_path: Path) -> None:
     assert all(
         line.startswith("{") for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
     )
+
+
+class InterruptInsideStep:
+    """Wraps a trainer's jitted step: runs it (donating the state's buffers), then raises
+    KeyboardInterrupt before the new state is assigned — Ctrl-C while the device computes."""
+
+    def __init__(self, step_fn, at: int) -> None:
+        self.step_fn, self.at, self.calls = step_fn, at, 0
+
+    def __call__(self, state, batch):
+        out = self.step_fn(state, batch)
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt("inside the step")
+        return out
+
+
+def test_ctrl_c_inside_the_donating_step_still_says_where_it_stopped(tmp_path: Path) -> None:
+    t = trainer(tmp_path)
+    t._train_step = InterruptInsideStep(t._train_step, at=5)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        t.train()
+    assert str(stopped.value) == (
+        f"training {tmp_path} stopped at step 4 of 12; latest checkpoint: step 4 in "
+        f"{tmp_path / 'checkpoints'}"
+    )

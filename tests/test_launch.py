@@ -81,10 +81,21 @@ def config_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     return cases[case]
 
 
-CASES = [("train", case) for case in ("unknown_field", "unknown_section", "empty", "missing")]
-CASES += [(launcher, "yaml") for launcher in CONFIG_LAUNCHERS]
-CASES += [(launcher, "kind") for launcher in CONFIG_LAUNCHERS]
-CASES += [("demo", "unknown_field")]  # demo's --config has a default: overrides alone
+# Every case once in the default suite (train); the same cases through the other launchers (one
+# subprocess of ≈ 4 s each) in the slow set, which CI also runs.
+SWEEP = pytest.mark.slow
+CASES = [
+    ("train", case) for case in ("unknown_field", "unknown_section", "empty", "missing", "yaml")
+]
+CASES += [("train", "kind")]
+CASES += [pytest.param(launcher, "yaml", marks=SWEEP) for launcher in CONFIG_LAUNCHERS[2:]]
+CASES += [pytest.param("generate_data", "yaml", marks=SWEEP)]
+CASES += [
+    pytest.param(launcher, "kind", marks=SWEEP)
+    for launcher in CONFIG_LAUNCHERS
+    if launcher != "train"
+]
+CASES += [pytest.param("demo", "unknown_field", marks=SWEEP)]  # demo's --config has a default
 
 
 @pytest.mark.parametrize(("launcher", "case"), CASES)
@@ -98,8 +109,19 @@ def test_a_bad_config_is_refused_in_one_line(tmp_path: Path, launcher: str, case
     assert not workdir.exists()
 
 
-@pytest.mark.parametrize("launcher", ["generate_data", "train"])
-@pytest.mark.parametrize("case", ["file", "under_file", "not_writable", "empty"])
+@pytest.mark.parametrize(
+    ("launcher", "case"),
+    [
+        ("generate_data", "file"),
+        ("train", "not_writable"),
+        *[
+            pytest.param(launcher, case, marks=SWEEP)
+            for launcher in ("generate_data", "train")
+            for case in ("file", "under_file", "not_writable", "empty")
+            if (launcher, case) not in {("generate_data", "file"), ("train", "not_writable")}
+        ],
+    ],
+)
 def test_a_workdir_that_cannot_be_a_folder_is_refused(
     tmp_path: Path, launcher: str, case: str
 ) -> None:

@@ -417,6 +417,7 @@ def test_presets_and_their_study_configs_cost_five_times_less():
     assert cost["paper_b"] / cost["fast16"] > 5 and cost["paper_b"] / cost["fast8"] > 20
 
 
+@pytest.mark.slow  # ≈ 8 s on 2 cores
 def test_collapse_options_change_only_their_term(model_and_params):
     """`dsm_target_grad=False`: the DSM term's gradient reaches the score and the ω encoder but
     not the target encoder; `kl_reduction="sum"`: the KL term is the mean times the 8x8 latent

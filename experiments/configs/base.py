@@ -75,6 +75,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from closurejax.diffusion.latent_model import AE_PRESETS
+
 
 def base_config() -> ml_collections.ConfigDict:
     """Paper A, H target (journal version), full scale — unlocked, for study files to override."""
@@ -139,13 +141,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.latent = ml_collections.ConfigDict(
         dict(
             training_mode="joint",
-            ae_channels=(64, 128, 256),
-            ae_num_res_blocks=1,
-            ae_attention=True,
-            ae_num_heads=8,
-            ae_groups=32,
-            ae_stem="conv",
-            ae_stem_factor=1,
+            **AE_PRESETS["paper_b"],  # the autoencoder pair of paper B (arXiv 2506.20771)
             latent_channels=1,
             width=20,
             modes=4,

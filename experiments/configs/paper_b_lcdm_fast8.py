@@ -10,12 +10,11 @@ an 8² grid holds) and width 20; `latent.kl_reduction = "sum"` as in `paper_b_lc
 """
 
 from closurejax.diffusion.latent_model import AE_PRESETS
-from experiments.configs import paper_b_lcdm_joint
+from experiments.configs import paper_b_lcdm_fast16
 
 
 def get_config():
-    config = paper_b_lcdm_joint.get_config()  # locked: only existing fields are set below
+    config = paper_b_lcdm_fast16.get_config()  # locked: only existing fields are set below
     config.name = "paper_b_lcdm_fast8"
     config.latent.update(AE_PRESETS["fast8"])
-    config.latent.kl_reduction = "sum"
     return config

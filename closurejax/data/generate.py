@@ -50,7 +50,7 @@ def _bad(field: str, value: Any, allowed: str) -> ValueError:
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """The `data` section of a study config, validated (see experiments/configs/base.py)."""
+    """The `data` section of a study config, validated (see closurejax.config)."""
 
     fine_size: int = 256
     coarse_size: int = 64

@@ -612,9 +612,7 @@ class LatentDiffusionModel:
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     if name not in config:
-        raise ValueError(
-            f"config has no '{name}' section (experiments/configs/base.py documents it)"
-        )
+        raise ValueError(f"config has no '{name}' section (closurejax/config.py documents it)")
     return config[name]
 
 

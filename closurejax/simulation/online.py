@@ -54,7 +54,7 @@ def _bad(field: str, value: Any, allowed: str) -> ValueError:
 
 @dataclasses.dataclass(frozen=True)
 class OnlineSpec:
-    """The `simulation` config section (fields documented in experiments/configs/base.py)."""
+    """The `simulation` config section (fields documented in closurejax.config)."""
 
     trajectory: int = 0
     t_start: float = 30.0

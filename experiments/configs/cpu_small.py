@@ -15,7 +15,7 @@ The online test runs 16 members from t = 5 to 9 s (4000 steps; the data end at 8
 closure from the diffusion model, the regression baseline, the DNS's exact closure, and none.
 """
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@ the online test from t = 5 to 8 s with 8 members, closure sampled every 5 steps 
 10-step Euler–Maruyama sampler, against the run without closure. The whole demo takes a few
 minutes on a 2-core CPU."""
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

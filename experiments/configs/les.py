@@ -2,7 +2,7 @@
 box filter 16×16 on the fine grid, subsampled 8× to 32², Smagorinsky (C_s = 0.16) as a
 physics-based condition."""
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

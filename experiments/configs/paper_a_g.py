@@ -2,7 +2,7 @@
 paper_a_h (arXiv 2408.02965, data v2; the first version's 10-trajectory set is
 `num_trajectories=10`, `num_test=2`, `t_burn_in=30`, `snapshot_interval=0.01`)."""
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

@@ -26,7 +26,7 @@ or stage by stage with C=experiments/configs/paper_a_h_cpu.py:
     python experiments/simulate.py         --config=$C --workdir=$W
 """
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

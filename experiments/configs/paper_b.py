@@ -1,7 +1,7 @@
 """Paper B: target H, condition ω only; 100 trajectories, T = 40 s, burn-in 20 s, snapshots
 every 0.1 s, 90/10 split (arXiv 2506.20771)."""
 
-from experiments.configs.base import base_config
+from closurejax.config import base_config
 
 
 def get_config():

@@ -391,10 +391,11 @@ def test_presets_and_their_study_configs_cost_five_times_less():
     """`AE_PRESETS`: "paper_b" is the base config's autoencoder; "fast16" (16² latent) and "fast8"
     (8² latent) cost ≥ 5x fewer counted FLOPs (encode ω + decode H) than paper B's at 64²; the
     study configs apply them with the KL reduced like the DSM term."""
+    from closurejax.config import base_config
     from closurejax.models import flops, fno
-    from experiments.configs import base, paper_b_lcdm_fast8, paper_b_lcdm_fast16
+    from experiments.configs import paper_b_lcdm_fast8, paper_b_lcdm_fast16
 
-    section = base.base_config().latent
+    section = base_config().latent
     assert all(section[k] == v for k, v in latent_model.AE_PRESETS["paper_b"].items())
     cost = {}
     for module, name, m in (

@@ -1,7 +1,12 @@
-"""Shared defaults for every study: paper A's system and data settings (arXiv 2408.02965).
+"""The study config schema: every section and field, and their defaults (`base_config`).
 
-Each study file's `get_config()` starts from `base_config()`, overrides what differs, and
-locks the result (`config.lock()`), so a typo in a field name is an error, not a silent default.
+The defaults ARE paper A's H study (journal version, arXiv 2408.02965) at full scale. The values
+of each study live in `experiments/configs/<study>.py`, whose `get_config()` starts from
+`base_config()`, overrides what differs, and locks the result (`config.lock()`), so a typo in a
+field name is an error, not a silent default. The library reads configs (each section is
+validated where it is turned into an object, e.g. `closurejax.data.generate.DataSpec`) but never
+imports `experiments/`: what a library function measures or builds from a named study's config is
+passed in by its caller.
 Fields:
   name: study name (recorded in every artefact).
   seed: master seed; trajectory i uses fold_in(PRNGKey(seed), i).

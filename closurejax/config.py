@@ -56,9 +56,14 @@ Fields:
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
     which their t_max assumes), t_sampling ("sampler_range": train on the sampler's
     [t_min, t_max]; "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
-  sampler: name ("euler_maruyama" | "predictor_corrector" | "heun_ode" | "dpm_solver"),
-    num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), rho (Karras ρ = 7), snr and
-    corrector_steps (predictor–corrector).
+  sampler: `closurejax.diffusion.samplers.SamplerConfig` fields (the defaults are its defaults
+    but t_min / t_max) — name ("euler_maruyama" | "predictor_corrector" | "heun_ode" |
+    "dpm_solver"), num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), schedule of
+    the time grid ("karras" | "uniform" | "log_sigma"), rho (Karras ρ = 7), final_zero (True: end
+    with a noiseless step from t_min to 0), prior_data_std (0: the papers' prior N(0, σ(t_max)²);
+    > 0: N(0, α(t_max)²·prior_data_std² + σ(t_max)²)), predictor ("reverse_diffusion" |
+    "euler_maruyama"), corrector_steps (1), snr (0.16) and langevin_norm ("batch" | "sample") of
+    the predictor–corrector sampler, time_variable ("noise_level" | "sde_time") of heun_ode.
   training: batch_size (200), learning_rate (1e-3), schedule ("step": ×decay_factor (0.5)
     every decay_every_epochs (200) | "cosine" | "constant"), num_epochs (1000), warmup_steps,
     grad_clip_norm (0 = off), ema_decay (0.999; 0 = off), weight_decay, checkpoint_every (steps),
@@ -181,9 +186,15 @@ def base_config() -> ml_collections.ConfigDict:
             num_steps=10,
             t_min=1e-3,
             t_max=0.1,
+            schedule="karras",
             rho=7.0,
-            snr=0.16,
+            final_zero=True,
+            prior_data_std=0.0,
+            predictor="reverse_diffusion",
             corrector_steps=1,
+            snr=0.16,
+            langevin_norm="batch",
+            time_variable="noise_level",
         )
     )
     config.training = ml_collections.ConfigDict(

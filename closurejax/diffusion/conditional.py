@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from closurejax.config_section import invalid
 from closurejax.data.pipeline import PREVIOUS_TARGET
 from closurejax.diffusion import losses, samplers
 from closurejax.diffusion import sde as sde_lib
@@ -231,15 +232,35 @@ def make_sde(diffusion: Mapping[str, Any]) -> Any:
 
 
 def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> samplers.SamplerConfig:
-    """`SamplerConfig` from the `sampler` config section (fields as in experiments/configs)."""
+    """`SamplerConfig` from the `sampler` config section (every field of `SamplerConfig`; schema:
+    closurejax.config), with `overrides` applied last.
+
+    name, num_steps, t_min, t_max, rho, snr and corrector_steps are required; the other fields
+    take `SamplerConfig`'s defaults when absent (a section saved before they were config fields
+    builds the same sampler). `final_zero` must be a bool; `SamplerConfig` validates the rest.
+    """
+    defaults = samplers.SamplerConfig()
+
+    def get(name: str) -> Any:
+        return sampler[name] if name in sampler else getattr(defaults, name)
+
+    final_zero = get("final_zero")
+    if not isinstance(final_zero, bool):
+        raise invalid("sampler", "final_zero", final_zero, "True or False")
     fields = dict(
         name=sampler["name"],
         num_steps=int(sampler["num_steps"]),
         t_min=float(sampler["t_min"]),
         t_max=float(sampler["t_max"]),
+        schedule=get("schedule"),
         rho=float(sampler["rho"]),
-        snr=float(sampler["snr"]),
+        final_zero=final_zero,
+        prior_data_std=float(get("prior_data_std")),
+        predictor=get("predictor"),
         corrector_steps=int(sampler["corrector_steps"]),
+        snr=float(sampler["snr"]),
+        langevin_norm=get("langevin_norm"),
+        time_variable=get("time_variable"),
     )
     fields.update(overrides)
     return samplers.SamplerConfig(**fields)

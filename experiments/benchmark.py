@@ -2,32 +2,50 @@
 
     python experiments/benchmark.py --output=bench.json [--only=solver] [--quick]
 
-Each group is a library function `quick -> list[BenchRecord]` (closurejax.evaluation.benchmarks);
-re-running some groups replaces only their rows in `--output` and keeps the others. The table of
-this run's records is printed at the end.
+Each group is a library function `(quick, configs) -> list[BenchRecord]`
+(closurejax.evaluation.benchmarks); the study configs it measures are built here, from
+`experiments/configs/<name>.py` for the names its module's `CONFIGS` gives (the library does not
+import experiments/). Re-running some groups replaces only their rows in `--output` and keeps the
+others. The table of this run's records is printed at the end.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 
+import ml_collections
 from absl import flags
 
 from closurejax.evaluation import benchmarks, coupled_benchmarks, score_benchmarks
 from experiments import launch
 
-GROUPS: dict[str, Callable[[bool], list[benchmarks.BenchRecord]]] = {
-    "solver": benchmarks.solver_benchmarks,
+GROUPS: dict[str, benchmarks.Group] = {
+    **benchmarks.GROUPS,
     **score_benchmarks.GROUPS,
     **coupled_benchmarks.GROUPS,
 }
+CONFIGS: dict[str, tuple[str, ...]] = {
+    **benchmarks.CONFIGS,
+    **score_benchmarks.CONFIGS,
+    **coupled_benchmarks.CONFIGS,
+}
+"""The study configs each group measures, by name: `experiments/configs/<name>.py`."""
 
 _OUTPUT = flags.DEFINE_string("output", "bench.json", "JSON file the records are merged into.")
 _ONLY = flags.DEFINE_list(
     "only", [], f"Comma-separated groups to run (default: all). Groups: {', '.join(GROUPS)}."
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (for tests).")
+
+
+def study_configs(groups: Iterable[str]) -> dict[str, ml_collections.ConfigDict]:
+    """`{name: experiments.configs.<name>.get_config()}` for every config `groups` need."""
+    names = sorted({name for group in groups for name in CONFIGS[group]})
+    return {
+        name: importlib.import_module(f"experiments.configs.{name}").get_config() for name in names
+    }
 
 
 def main(argv: Sequence[str]) -> None:
@@ -41,11 +59,13 @@ def main(argv: Sequence[str]) -> None:
         benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
     launch.quiet_library_logs()
     print(f"benchmarking {selected} on {benchmarks.device_description()}", flush=True)
+    configs = study_configs(selected)
     records, ran, skipped = [], [], []
     for group in selected:
         print(f"group {group}", flush=True)
         try:
-            records += GROUPS[group](_QUICK.value)
+            given = {name: configs[name] for name in CONFIGS[group]}  # only those it declares
+            records += GROUPS[group](_QUICK.value, given)
             ran.append(group)
         except FileNotFoundError as missing:  # a prerequisite (e.g. a trained study) is absent
             skipped.append(f"{group}: {missing}")

@@ -37,3 +37,33 @@ def test_importing_a_subpackage_imports_nothing_until_used() -> None:
     lines = out.strip().splitlines()
     assert lines[-2] == "['closurejax._exports', 'closurejax.evaluation']"
     assert lines[-1] == "True"
+
+
+def test_the_library_never_imports_experiments() -> None:
+    """Config values live in experiments/configs, the schema in closurejax.config: no module of
+    closurejax imports `experiments` (statically, or by name through importlib)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "closurejax"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module":
+                names = [a.value for a in node.args if isinstance(a, ast.Constant)]
+                names += [
+                    a.values[0].value
+                    for a in node.args
+                    if isinstance(a, ast.JoinedStr) and isinstance(a.values[0], ast.Constant)
+                ]
+            else:
+                continue
+            for name in names:
+                if isinstance(name, str) and name.split(".")[0] == "experiments":
+                    offenders.append(f"{path.relative_to(root.parent)}:{node.lineno} {name}")
+    assert len(list(root.rglob("*.py"))) > 40
+    assert offenders == []

@@ -6,6 +6,11 @@ and appends it to one JSON file (`bench.json`: a list of records, sorted by name
 `make bench ONLY=solver` refreshes the solver rows and keeps the others. Record names are
 `group/…/metric`, e.g. `solver/cn_rk4/n256/b16/floor_ratio`.
 
+A group is a function `group(quick, configs) -> list[BenchRecord]` (`Group`). The study configs a
+group measures are passed in by its caller (`Configs`: by name, e.g. "paper_b"; each module's
+`CONFIGS` names those of its groups; experiments/benchmark.py builds them from
+`experiments/configs/<name>.py`): the library does not import `experiments/`.
+
 Cost model ("know the floor"): a pseudo-spectral solver step cannot be faster than the 2-D FFTs
 and random draws its equation needs (`Solver.step_cost` counts them). `fft_floor` times that work
 (with the least glue that keeps XLA from dropping or merging it), on arrays of the same shape, in
@@ -16,6 +21,7 @@ n = 256 is ≤ 1.3.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -23,7 +29,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchRecord",
+    "Configs",
+    "Group",
+    "study_config",
     "device_description",
     "record",
     "time_fn",
@@ -48,10 +57,19 @@ __all__ = [
     "fft_floor",
     "solver_benchmarks",
     "FLOOR_RATIO_TARGET",
+    "CONFIGS",
+    "GROUPS",
 ]
 
 FLOOR_RATIO_TARGET = 1.3
 """Target of `solver/*/n256/*/floor_ratio`: a DNS step within 1.3× of its counted work."""
+
+Configs = Mapping[str, Any]
+"""The study configs a benchmark group measures, by name (the study's file name in
+experiments/configs, e.g. "paper_b"): `ml_collections.ConfigDict`s or nested mappings."""
+
+Group = Callable[[bool, Configs], "list[BenchRecord]"]
+"""A benchmark group: `group(quick, configs)`; `quick`: tiny sizes for tests."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +122,18 @@ class BenchRecord:
             device=str(obj["device"]),
             config=dict(obj["config"]),
         )
+
+
+def study_config(configs: Configs, name: str) -> dict[str, Any]:
+    """A deep plain-dict copy of the study config `name` in `configs` (a group may change it);
+    `ValueError` naming it and the given ones when it is absent."""
+    if name not in configs:
+        raise ValueError(
+            f"the benchmark needs the study config {name!r}; given: {sorted(configs)} (the "
+            "caller builds it, e.g. experiments/benchmark.py from experiments/configs)"
+        )
+    config = configs[name]
+    return config.to_dict() if hasattr(config, "to_dict") else copy.deepcopy(dict(config))
 
 
 def device_description() -> str:
@@ -450,8 +480,9 @@ def fft_floor(
 # --- benchmark groups -----------------------------------------------------------------------
 
 
-def solver_benchmarks(quick: bool = False) -> list[BenchRecord]:
-    """Group "solver": throughput and floor ratio of the Navier–Stokes (DNS) steps.
+def solver_benchmarks(quick: bool = False, configs: Configs | None = None) -> list[BenchRecord]:
+    """Group "solver": throughput and floor ratio of the Navier–Stokes (DNS) steps (`configs`:
+    unused, it measures paper A's flow on its own grids).
 
     For each stepper ("semi_implicit", "cn_rk4"), size n ∈ (64, 128, 256) and batch ∈ (1, 16)
     (quick: n ∈ (16, 32), batch ∈ (1, 2)), times K = 20 (quick: 2) vmapped steps of a batch of
@@ -558,3 +589,9 @@ def _scan_steps(solver: Solver, steps: int) -> Callable[[Any, jax.Array], Any]:
         return final
 
     return jax.jit(run)
+
+
+CONFIGS: dict[str, tuple[str, ...]] = {"solver": ()}
+"""The study configs each group of this module needs (`Configs`)."""
+GROUPS: dict[str, Group] = {"solver": solver_benchmarks}
+"""The groups of this module by name."""

@@ -52,7 +52,8 @@ with closure costs ≈ `network_seconds / 5` per step: `no_closure_ratio ≈ net
 Cases (`CASES`): paper B's P-CDM ("pcdm") and L-CDM ("lcdm": the ω-encoder and the latent FNO's
 condition branch once, NFE latent-score evaluations on the 16×16 latent (`chained`), the target
 decoder once). Another closure model is one more `CoupledCase` factory: its name, the
-`ClosureSource` the coupled step samples, and its `network`.
+`ClosureSource` the coupled step samples, and its `network`. The study configs the cases build
+their models from are passed in (`configs`, by name, `CONFIGS`): paper_b and paper_b_lcdm_joint.
 """
 
 from __future__ import annotations
@@ -68,13 +69,21 @@ import numpy as np
 from jax import lax
 
 from closurejax.diffusion import conditional
-from closurejax.evaluation.benchmarks import BenchRecord, make_fft_chain, record
+from closurejax.evaluation.benchmarks import (
+    BenchRecord,
+    Configs,
+    Group,
+    make_fft_chain,
+    record,
+    study_config,
+)
 from closurejax.physics import initial_conditions
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
 
 __all__ = [
     "CASES",
+    "CONFIGS",
     "GROUPS",
     "PAPER",
     "CoupledCase",
@@ -215,15 +224,17 @@ class CoupledCase:
     config: Mapping[str, Any]
 
 
-CaseFactory = Callable[[Sizes, jax.Array], CoupledCase]
-"""`factory(sizes, key) -> CoupledCase`: builds the model for the run's grid (params from key)."""
+CaseFactory = Callable[[Sizes, jax.Array, Configs], CoupledCase]
+"""`factory(sizes, key, configs) -> CoupledCase`: builds the model for the run's grid (params from
+key; the study config it needs from `configs`)."""
 
 
-def _pcdm_model(tiny: bool) -> tuple[conditional.ClosureModel, Any, dict[str, Any]]:
-    """Paper B's P-CDM (ω only; modes 6, width 40, embed 512; σ = 30) and its sampler config."""
-    from experiments.configs import paper_b
-
-    config = paper_b.get_config().to_dict()
+def _pcdm_model(
+    configs: Configs, tiny: bool
+) -> tuple[conditional.ClosureModel, Any, dict[str, Any]]:
+    """Paper B's P-CDM (`configs["paper_b"]`: ω only; modes 6, width 40, embed 512; σ = 30) and
+    its sampler config."""
+    config = study_config(configs, "paper_b")
     if tiny:
         config["model"].update(width=4, modes=2, depth=1, embed_dim=8)
         config["sampler"]["num_steps"] = 2
@@ -293,18 +304,17 @@ def _diffusion_case(
     return CoupledCase(name, source, network(model, params, sampler.nfe, t_mid, sz.n), config)
 
 
-def pcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
-    """Paper B's P-CDM as a `DiffusionClosure` (untrained: timing only)."""
-    return _diffusion_case("pcdm", *_pcdm_model(sz.tiny), pcdm_network, sz, key)
+def pcdm_case(sz: Sizes, key: jax.Array, configs: Configs) -> CoupledCase:
+    """Paper B's P-CDM as a `DiffusionClosure` (untrained: timing only; `configs["paper_b"]`)."""
+    return _diffusion_case("pcdm", *_pcdm_model(configs, sz.tiny), pcdm_network, sz, key)
 
 
-def _lcdm_model(tiny: bool) -> tuple[Any, Any, dict[str, Any]]:
-    """Paper B's L-CDM (two autoencoders 64² → 1×16×16, latent FNO modes 4, width 20) and its
-    sampler config (`experiments/configs/paper_b_lcdm_joint.py`)."""
+def _lcdm_model(configs: Configs, tiny: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """Paper B's L-CDM (`configs["paper_b_lcdm_joint"]`: two autoencoders 64² → 1×16×16, latent
+    FNO modes 4, width 20) and its sampler config."""
     from closurejax.diffusion import latent_model
-    from experiments.configs import paper_b_lcdm_joint
 
-    config = paper_b_lcdm_joint.get_config().to_dict()
+    config = study_config(configs, "paper_b_lcdm_joint")
     if tiny:
         config["latent"].update(
             ae_channels=(4, 8), ae_groups=4, ae_num_heads=1, width=4, modes=2, depth=1, embed_dim=8
@@ -351,9 +361,10 @@ def lcdm_network(
     return calls
 
 
-def lcdm_case(sz: Sizes, key: jax.Array) -> CoupledCase:
-    """Paper B's L-CDM as a `DiffusionClosure` (untrained: timing only)."""
-    return _diffusion_case("lcdm", *_lcdm_model(sz.tiny), lcdm_network, sz, key)
+def lcdm_case(sz: Sizes, key: jax.Array, configs: Configs) -> CoupledCase:
+    """Paper B's L-CDM as a `DiffusionClosure` (untrained: timing only;
+    `configs["paper_b_lcdm_joint"]`)."""
+    return _diffusion_case("lcdm", *_lcdm_model(configs, sz.tiny), lcdm_network, sz, key)
 
 
 CASES: tuple[CaseFactory, ...] = (pcdm_case, lcdm_case)
@@ -411,13 +422,14 @@ def _rollout(
 
 
 def coupled_benchmarks(
-    quick: bool = False, cases: Sequence[CaseFactory] | None = None
+    quick: bool, configs: Configs, cases: Sequence[CaseFactory] | None = None
 ) -> list[BenchRecord]:
     """Group "coupled"; see the module docstring. `quick`: 16², M = 2, a tiny network.
 
     Args:
       quick: tiny sizes for tests (seconds on a CPU).
-      cases: closure-model factories (default `CASES`: P-CDM).
+      configs: the study configs the cases build their models from, by name (`CONFIGS`).
+      cases: closure-model factories (default `CASES`: P-CDM and L-CDM).
 
     Returns:
       The records, per M: the no-closure baseline, then every case.
@@ -426,7 +438,9 @@ def coupled_benchmarks(
     every, reuse = PAPER["every"], PAPER["reuse_noise"]
     key = jax.random.PRNGKey(0)
     factories = CASES if cases is None else cases
-    built = [factory(sz, jax.random.fold_in(key, i)) for i, factory in enumerate(factories)]
+    built = [
+        factory(sz, jax.random.fold_in(key, i), configs) for i, factory in enumerate(factories)
+    ]
     names = [case.name for case in built]
     if {"none", "dns"} & set(names) or len(set(names)) != len(names):
         raise ValueError(f"case names must be distinct and not 'none' or 'dns', got {names}")
@@ -546,4 +560,7 @@ def coupled_benchmarks(
     return out
 
 
-GROUPS: dict[str, Callable[[bool], list[BenchRecord]]] = {"coupled": coupled_benchmarks}
+CONFIGS: dict[str, tuple[str, ...]] = {"coupled": ("paper_b", "paper_b_lcdm_joint")}
+"""The study configs the group needs, by name (`Configs`): those of the default `CASES`."""
+GROUPS: dict[str, Group] = {"coupled": coupled_benchmarks}
+"""The group of this module by name."""

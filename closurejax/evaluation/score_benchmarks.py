@@ -30,6 +30,10 @@ When a trained CPU-scale latent study is found (experiments/configs/cpu_latent.p
 named by `CLOSUREJAX_BENCH_LATENT_STUDY`, default workdirs/cpu_study, with its `latent` and ω-only
 `score` runs), `latent/study/{lcdm,pcdm}/rel_error_{sample,mean}` give their offline accuracy on
 the same test snapshots beside the timings.
+
+The study configs the groups measure are passed in (`configs`, by name; `CONFIGS` names those
+each group needs): "score" paper_a_h and paper_b, "samplers" cpu_small (the config of the trained
+study), "latent" paper_b, paper_b_lcdm_joint and cpu_latent (that of the trained latent study).
 """
 
 from __future__ import annotations
@@ -46,7 +50,14 @@ import jax.numpy as jnp
 import optax
 
 from closurejax.diffusion import conditional, samplers
-from closurejax.evaluation.benchmarks import BenchRecord, record, time_fn
+from closurejax.evaluation.benchmarks import (
+    BenchRecord,
+    Configs,
+    Group,
+    record,
+    study_config,
+    time_fn,
+)
 
 STUDY_ENV = "CLOSUREJAX_BENCH_STUDY"
 """Environment variable naming the CPU-scale study workdir for the "samplers" group."""
@@ -54,10 +65,16 @@ LATENT_STUDY_ENV = "CLOSUREJAX_BENCH_LATENT_STUDY"
 """Environment variable naming the CPU-scale latent study workdir for the "latent" group."""
 
 
-def _pcdm_config(width: int, modes: int, embed: int, conditions: tuple[str, ...], method: str):
-    from experiments.configs import paper_b
-
-    config = paper_b.get_config().to_dict()
+def _pcdm_config(
+    configs: Configs,
+    width: int,
+    modes: int,
+    embed: int,
+    conditions: tuple[str, ...],
+    method: str,
+) -> dict:
+    """Paper B's config (`configs["paper_b"]`) with the P-CDM network of the arguments."""
+    config = study_config(configs, "paper_b")
     config["model"].update(
         width=width, modes=modes, embed_dim=embed, conditions=conditions, spectral_method=method
     )
@@ -78,8 +95,9 @@ TEN_NFE = {
 }
 
 
-def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
-    """Group "score"; see the module docstring. `quick`: tiny sizes for tests."""
+def score_benchmarks(quick: bool, configs: Configs) -> list[BenchRecord]:
+    """Group "score"; see the module docstring. `quick`: tiny sizes for tests; `configs`:
+    paper_b and paper_a_h."""
     from closurejax.models import flops
 
     n = 16 if quick else 64
@@ -92,7 +110,8 @@ def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
     best: dict[int, tuple[float, str, int]] = {}  # batch → (seconds, method, flops)
     models: dict[str, conditional.ClosureModel] = {}
     for method in ("dft", "fft"):
-        model = models[method] = _model(_pcdm_config(width, modes, embed, ("omega",), method))
+        config = _pcdm_config(configs, width, modes, embed, ("omega",), method)
+        model = models[method] = _model(config)
         params = model.init(key, n)
         forward = jax.jit(lambda p, x, t, c, m=model: m.forward(p, x, t, c))
         unchunked = jax.jit(lambda p, x, t, c, m=model: m.network.apply(p, x, t, c))
@@ -157,14 +176,12 @@ def score_benchmarks(quick: bool = False) -> list[BenchRecord]:
             )
         )
     # one training step of paper A's model at batch 200
-    out.append(_train_step_record(n, quick, repeats))
+    out.append(_train_step_record(configs, n, quick, repeats))
     return out
 
 
-def _train_step_record(n: int, quick: bool, repeats: int) -> BenchRecord:
-    from experiments.configs import paper_a_h
-
-    config = paper_a_h.get_config().to_dict()
+def _train_step_record(configs: Configs, n: int, quick: bool, repeats: int) -> BenchRecord:
+    config = study_config(configs, "paper_a_h")
     if quick:
         config["model"].update(width=8, modes=4, embed_dim=16)
     model = _model(config)
@@ -193,13 +210,13 @@ def _train_step_record(n: int, quick: bool, repeats: int) -> BenchRecord:
 
 
 def sampler_accuracy_benchmarks(
-    quick: bool = False, study_workdir: str | None = None
+    quick: bool, configs: Configs, study_workdir: str | None = None
 ) -> list[BenchRecord]:
-    """Group "samplers": offline error vs NFE of every sampler on the trained CPU-scale study."""
+    """Group "samplers": offline error vs NFE of every sampler on the trained CPU-scale study
+    (`configs["cpu_small"]`: its config; `study_workdir`: its folder, default `STUDY_ENV`)."""
     from closurejax.data import store
     from closurejax.evaluation import offline
     from closurejax.training import run
-    from experiments.configs import cpu_small
 
     workdir = Path(study_workdir or os.environ.get(STUDY_ENV, "workdirs/cpu_small")).resolve()
     if not (workdir / "score").exists():
@@ -208,7 +225,7 @@ def sampler_accuracy_benchmarks(
             f"{STUDY_ENV}); make it with experiments/{{generate_data,train}}.py "
             "--config=experiments/configs/cpu_small.py"
         )
-    config = cpu_small.get_config()
+    config = study_config(configs, "cpu_small")
     model, params = run.load(config, workdir)
     data = store.open_dataset(workdir / "dataset")
     snapshots, members = (8, 3) if quick else (64, 8)
@@ -227,7 +244,7 @@ def sampler_accuracy_benchmarks(
     out: list[BenchRecord] = []
     for name, grid in grids.items():
         for settings in grid:
-            sampler = conditional.sampler_from_config(config.sampler, name=name, **settings)
+            sampler = conditional.sampler_from_config(config["sampler"], name=name, **settings)
             summary, _ = offline.evaluate_score_model(model, params, fields, sampler, members, key)
             errors[(name, sampler.nfe)] = summary["rel_error_mean"]
             out.append(
@@ -281,10 +298,9 @@ def _unsliced(model: Any) -> Any:
     return dataclasses.replace(model, batch_chunk=None)
 
 
-def _lcdm_config(quick: bool) -> dict:
-    from experiments.configs import paper_b_lcdm_joint
-
-    config = paper_b_lcdm_joint.get_config().to_dict()
+def _lcdm_config(configs: Configs, quick: bool) -> dict:
+    """Paper B's L-CDM config (`configs["paper_b_lcdm_joint"]`), tiny when `quick`."""
+    config = study_config(configs, "paper_b_lcdm_joint")
     if quick:
         config["data"]["coarse_size"] = 16
         config["latent"].update(
@@ -294,15 +310,19 @@ def _lcdm_config(quick: bool) -> dict:
     return config
 
 
-def latent_benchmarks(quick: bool = False, study_workdir: str | None = None) -> list[BenchRecord]:
+def latent_benchmarks(
+    quick: bool, configs: Configs, study_workdir: str | None = None
+) -> list[BenchRecord]:
     """Group "latent": cost of one P-CDM and one L-CDM closure sample; see the module docstring.
 
-    `quick`: tiny sizes for tests (16², batch 4, small networks).
+    `quick`: tiny sizes for tests (16², batch 4, small networks); `configs`: paper_b,
+    paper_b_lcdm_joint and, used when the trained latent study is found in `study_workdir`
+    (default `LATENT_STUDY_ENV`), its config cpu_latent.
     """
     from closurejax.diffusion import latent_model
     from closurejax.models import fno
 
-    config = _lcdm_config(quick)
+    config = _lcdm_config(configs, quick)
     n = int(config["data"]["coarse_size"])
     b = 4 if quick else 100
     repeats = 2 if quick else 3
@@ -315,7 +335,7 @@ def latent_benchmarks(quick: bool = False, study_workdir: str | None = None) -> 
 
     # P-CDM: paper B's physical-space model (ω only)
     width, modes, embed = (8, 4, 16) if quick else (40, 6, 512)
-    pcdm = _model(_pcdm_config(width, modes, embed, ("omega",), "auto"))
+    pcdm = _model(_pcdm_config(configs, width, modes, embed, ("omega",), "auto"))
     p_params = init(key, pcdm)
     p_sample = jax.jit(lambda p, k, c: pcdm.sample(p, k, c, sampler))
     p_seconds = time_fn(p_sample, p_params, key, cond, repeats=repeats)["median"]
@@ -429,31 +449,33 @@ def latent_benchmarks(quick: bool = False, study_workdir: str | None = None) -> 
             ),
         )
     )
-    out += _latent_study_records(quick, study_workdir)
+    out += _latent_study_records(quick, configs, study_workdir)
     return out
 
 
-def _latent_study_records(quick: bool, study_workdir: str | None) -> list[BenchRecord]:
-    """Offline accuracy of the trained CPU latent study's L-CDM and P-CDM (none if absent)."""
+def _latent_study_records(
+    quick: bool, configs: Configs, study_workdir: str | None
+) -> list[BenchRecord]:
+    """Offline accuracy of the trained CPU latent study's L-CDM and P-CDM (none if absent;
+    `configs["cpu_latent"]`: its config)."""
     from closurejax.data import store
     from closurejax.evaluation import offline
     from closurejax.training import run
-    from experiments.configs import cpu_latent
 
     workdir = Path(
         study_workdir or os.environ.get(LATENT_STUDY_ENV, "workdirs/cpu_study")
     ).resolve()
     if not ((workdir / "latent").exists() and (workdir / "score").exists()):
         return []
-    config = cpu_latent.get_config()
-    pcdm_config = config.to_dict()
+    config = study_config(configs, "cpu_latent")
+    pcdm_config = study_config(configs, "cpu_latent")
     pcdm_config["model"]["kind"] = "score"
     models = {"lcdm": run.load(config, workdir), "pcdm": run.load(pcdm_config, workdir)}
     data = store.open_dataset(workdir / "dataset")
     snapshots, members = (4, 3) if quick else (64, 10)
     fields = offline.test_fields(data, ["omega", "target"], max_snapshots=snapshots)
-    sampler = conditional.sampler_from_config(config.sampler)
-    key = jax.random.PRNGKey(config.seed)
+    sampler = conditional.sampler_from_config(config["sampler"])
+    key = jax.random.PRNGKey(config["seed"])
     out = []
     for name, (model, params) in models.items():
         summary, _ = offline.evaluate_score_model(model, params, fields, sampler, members, key)
@@ -478,8 +500,15 @@ def _latent_study_records(quick: bool, study_workdir: str | None) -> list[BenchR
     return out
 
 
-GROUPS: dict[str, Callable[[bool], list[BenchRecord]]] = {
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "score": ("paper_a_h", "paper_b"),
+    "samplers": ("cpu_small",),
+    "latent": ("cpu_latent", "paper_b", "paper_b_lcdm_joint"),
+}
+"""The study configs each group of this module needs, by name (`Configs`)."""
+GROUPS: dict[str, Group] = {
     "score": score_benchmarks,
     "samplers": sampler_accuracy_benchmarks,
     "latent": latent_benchmarks,
 }
+"""The groups of this module by name."""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from closurejax.evaluation import benchmarks as bench
+from tests.evaluation.study_configs import study_configs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,8 +87,9 @@ def test_sampler_accuracy_group_needs_a_trained_study(tmp_path: Path) -> None:
 
     from closurejax.evaluation import score_benchmarks
 
+    configs = study_configs(score_benchmarks.CONFIGS["samplers"])
     with pytest.raises(FileNotFoundError, match="cpu_small"):
-        score_benchmarks.sampler_accuracy_benchmarks(True, str(tmp_path))
+        score_benchmarks.sampler_accuracy_benchmarks(True, configs, str(tmp_path))
 
 
 def test_group_with_a_missing_prerequisite_is_skipped_and_others_kept(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from closurejax.evaluation import benchmarks as bench
 from closurejax.evaluation import coupled_benchmarks as cb
 from closurejax.simulation import coupled
+from tests.evaluation.study_configs import study_configs
 
 METRICS = {
     "step_seconds": "s",
@@ -30,7 +31,7 @@ BASELINE_UNITS = {"floor_ratio": "ratio"}
 
 @pytest.fixture(scope="module")
 def records() -> dict[str, bench.BenchRecord]:
-    out = cb.coupled_benchmarks(quick=True)
+    out = cb.coupled_benchmarks(True, study_configs(cb.CONFIGS["coupled"]))
     names = [r.name for r in out]
     assert len(names) == len(set(names)), names
     return {r.name: r for r in out}
@@ -124,7 +125,7 @@ class ScaledOmega:
         return 1e-3 * omega
 
 
-def scaled_case(sz: cb.Sizes, key: jax.Array) -> cb.CoupledCase:
+def scaled_case(sz: cb.Sizes, key: jax.Array, configs: bench.Configs) -> cb.CoupledCase:
     """A second case as a factory, the way a latent model is added to `CASES`."""
     fn = cb.chained(lambda x: 1e-3 * x, 3)
 
@@ -136,7 +137,7 @@ def scaled_case(sz: cb.Sizes, key: jax.Array) -> cb.CoupledCase:
 
 def test_further_cases_are_timed_with_their_own_network_cost() -> None:
     cases: list[Callable] = [scaled_case]
-    out = {r.name: r for r in cb.coupled_benchmarks(quick=True, cases=cases)}
+    out = {r.name: r for r in cb.coupled_benchmarks(True, {}, cases=cases)}
     m = cb.sizes(quick=True).members[0]
     assert f"coupled/pcdm/m{m}/step_seconds" not in out
     ratio = out[f"coupled/scaled/m{m}/network_ratio"]
@@ -145,7 +146,9 @@ def test_further_cases_are_timed_with_their_own_network_cost() -> None:
     assert out[f"coupled/none/m{m}/step_seconds"].value > 0
     assert isinstance(ScaledOmega(), coupled.ClosureSource)
     with pytest.raises(ValueError, match="distinct"):
-        cb.coupled_benchmarks(quick=True, cases=[scaled_case, scaled_case])
+        cb.coupled_benchmarks(True, {}, cases=[scaled_case, scaled_case])
+    with pytest.raises(ValueError, match="needs the study config 'paper_b'"):
+        cb.coupled_benchmarks(True, {})  # the default cases build paper B's models
 
 
 def test_fastest_interleaved_compiles_first_then_alternates() -> None:

@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 
 from closurejax.evaluation import score_benchmarks
+from tests.evaluation.study_configs import study_configs
+
+CONFIGS = score_benchmarks.CONFIGS["latent"]
 
 
 @pytest.mark.slow  # ≈ 20 s on 2 cores; `make test-slow` (and CI) runs it
 def test_latent_group_quick(tmp_path: Path) -> None:
-    records = {r.name: r for r in score_benchmarks.latent_benchmarks(True, str(tmp_path))}
+    configs = study_configs(CONFIGS)
+    records = {r.name: r for r in score_benchmarks.latent_benchmarks(True, configs, str(tmp_path))}
     parts = ("encode", "latent_sampling", "decode")
     expected = {"latent/pcdm/sample/b4/seconds", "latent/lcdm/sample/b4/seconds"}
     expected |= {f"latent/lcdm/{part}/b4/seconds" for part in parts}
@@ -39,6 +43,7 @@ def test_latent_group_is_registered() -> None:
     from experiments import benchmark
 
     assert benchmark.GROUPS["latent"] is score_benchmarks.latent_benchmarks
+    assert benchmark.CONFIGS["latent"] == CONFIGS
 
 
 @pytest.mark.slow  # ≈ 20 s on 2 cores
@@ -52,7 +57,7 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
 
     from closurejax.diffusion import latent_model
 
-    config = score_benchmarks._lcdm_config(True)
+    config = score_benchmarks._lcdm_config(study_configs(CONFIGS), True)
     stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "target")}
     sliced = dataclasses.replace(latent_model.from_config(config, stats), batch_chunk=1)
     params = jax.jit(lambda k: sliced.init(k, 16))(jax.random.PRNGKey(0))

@@ -11,6 +11,12 @@ others. The table of this run's records is printed at the end.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import importlib
 import os
 from collections.abc import Iterable, Sequence

@@ -15,8 +15,12 @@ stages are reused (delete the workdir to start over).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from absl import flags

@@ -8,6 +8,12 @@ re-running the same command resumes from the last finished chunk.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from absl import flags
 
 from closurejax.data import generate

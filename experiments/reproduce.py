@@ -12,7 +12,11 @@ three figures and the trained EMA weights are copied there (what the repository 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import flags
 

@@ -15,6 +15,12 @@ the same weights (by content); a stale result is recomputed, with one line sayin
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from absl import flags
 
 from closurejax.evaluation import a_posteriori as study

@@ -16,6 +16,12 @@ steps of both stages. `--config.model.kind=score` trains the P-CDM of the config
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see experiments/__init__.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from absl import flags
 
 from closurejax.training import run

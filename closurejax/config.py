@@ -73,7 +73,11 @@ Fields:
   simulation: the online (a-posteriori) test of experiments/simulate.py — trajectory (which
     test trajectory is the reference: an index into the test split), t_start / t_end (30 → 50 s
     in the papers), every (sample the closure every k steps, 5), reuse_noise (std of the noise
-    added to a reused sample, 5e-5), ensemble_size (members, 100 in paper B), save_interval
+    added to a reused sample, 5e-5), sampler_noise ("fresh": the papers, a new draw of the
+    diffusion sampler's noise at every sampling step | "member": one draw per member, reused at
+    every sampling step, so a member's samples are correlated in time —
+    closurejax.simulation.coupled; the fresh ensembles are under-dispersed online),
+    ensemble_size (members, 100 in paper B), save_interval
     (seconds between saved snapshots), sources (closure sources to run: "none", "diffusion",
     "latent", "regression", "reference" (the DNS's exact closure: an upper bound),
     "smagorinsky" (Π only)), figure_times (field panels at these times, 35/40/45/50 s),
@@ -225,6 +229,7 @@ def base_config() -> ml_collections.ConfigDict:
             t_end=50.0,
             every=5,
             reuse_noise=5e-5,
+            sampler_noise="fresh",
             ensemble_size=100,
             save_interval=0.1,
             sources=("none", "diffusion"),

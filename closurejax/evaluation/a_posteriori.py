@@ -191,13 +191,18 @@ def run_online(
         "sources": {},
     }
     ensembles: dict[str, np.ndarray] = {}
-    run_settings = {k: v for k, v in simulation.items() if k not in _PRESENTATION_FIELDS}
+    run_settings = {
+        k: v for k, v in simulation.items() if k not in (*_PRESENTATION_FIELDS, "sampler_noise")
+    }
     for name, source in built.items():
         identity = sources.source_key(name, config, workdir, source)
+        noise = spec.sampler_noise if isinstance(source, coupled.DiffusionClosure) else "fresh"
+        # keyed only where it changes the run: "fresh" is what every earlier result ran with
+        settings = run_settings if noise == "fresh" else {**run_settings, "sampler_noise": noise}
         key = _jsonable(
             {
                 "data": data_key,
-                "simulation": run_settings,
+                "simulation": settings,
                 "keep_members": keep_members,
                 **identity,
             }
@@ -212,7 +217,9 @@ def run_online(
             if (why := _stale(partial_path, fp, key)) is not None:
                 log(f"online: {why}: starting {name} over")
                 partial_path.unlink(missing_ok=True)
-            step = coupled.make_coupled_step(coarse, source, spec.every, spec.reuse_noise)
+            step = coupled.make_coupled_step(
+                coarse, source, spec.every, spec.reuse_noise, sampler_noise=noise
+            )
             bar = tqdm(
                 total=num_steps, desc=f"online {name}", unit="step", disable=not show_progress
             )

@@ -42,6 +42,7 @@ from closurejax.config_section import from_section, invalid
 from closurejax.data import generate
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled
+from closurejax.simulation.coupled import SAMPLER_NOISE
 
 __all__ = ["SOURCES", "OnlineSpec", "Reference", "RunResult", "coupled_run", "reference_run"]
 
@@ -61,6 +62,7 @@ class OnlineSpec:
     t_end: float = 50.0
     every: int = 5
     reuse_noise: float = 5e-5
+    sampler_noise: str = "fresh"
     ensemble_size: int = 100
     save_interval: float = 0.1
     sources: tuple[str, ...] = ("none", "diffusion")
@@ -78,6 +80,8 @@ class OnlineSpec:
             raise _bad("t_end", self.t_end, f"> t_start = {self.t_start}")
         if not self.reuse_noise >= 0:
             raise _bad("reuse_noise", self.reuse_noise, "≥ 0")
+        if self.sampler_noise not in SAMPLER_NOISE:
+            raise _bad("sampler_noise", self.sampler_noise, f"one of {SAMPLER_NOISE}")
         if not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
             raise _bad("ensemble_size", self.ensemble_size, "an int ≥ 1")
         unknown = [s for s in self.sources if s not in SOURCES]

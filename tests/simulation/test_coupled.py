@@ -233,6 +233,49 @@ def test_diffusion_ensemble_folds_members_into_the_network_batch_and_equals_memb
     assert "f32[4,2,16,16]" in text and "f32[3,4,1,16,16]" not in text
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyEcho:
+    """A stand-in diffusion model whose "sample" is a normal draw of the sampler key: the
+    conditions are ignored, so equal samples mean equal sampler keys."""
+
+    kind: str = "score"
+    condition_names: tuple[str, ...] = ("omega",)
+
+    def sample(self, params, key, cond, sampler):
+        return 1e-3 * jax.random.normal(key, cond["omega"].shape, cond["omega"].dtype)
+
+
+@pytest.mark.parametrize("noise", ["fresh", "member"])
+def test_sampler_noise_member_draws_once_per_member_fresh_at_every_sampling_step(noise):
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    source = coupled.DiffusionClosure(KeyEcho(), None, None)
+    step = coupled.make_coupled_step(solver, source, 2, 0.0, sampler_noise=noise)
+    carry = coupled.initial_carry(solver, initial_state(solver))
+    members = jax.tree.map(lambda a: jnp.stack([a, a]), carry)
+    key = jax.random.PRNGKey(6)
+    samples = []
+    for steps in (2, 4):  # the sample of step 0, then that of step 2 (0 and 2 are sampling steps)
+        final, _, _ = coupled.ensemble_rollout(step, members, key, steps, 1)
+        samples.append(np.asarray(final.sample_hat))
+    first, second = samples
+    assert np.abs(first[0] - first[1]).max() > 1e-4  # members differ in either mode
+    if noise == "member":  # the same draw at every sampling step of a member
+        np.testing.assert_array_equal(first, second)
+        member_key = jax.random.fold_in(key, 1)
+        expected = 1e-3 * jax.random.normal(
+            jax.random.fold_in(jax.random.split(member_key)[1], coupled._SAMPLER_STREAM), (1, N, N)
+        )
+        np.testing.assert_allclose(
+            solver.grid.to_physical(second[1]), expected[0], rtol=0, atol=1e-6
+        )
+    else:  # a new draw at every sampling step (the papers)
+        assert np.abs(first - second).max() > 1e-4
+    with pytest.raises(ValueError, match="member_key"):
+        coupled.make_coupled_step(solver, source, 2, 0.0, sampler_noise="member")(
+            carry, jax.random.PRNGKey(0)
+        )
+
+
 def test_invalid_configurations_are_rejected():
     h = ns.make_solver(PARAMS, N, closure="H")
     none = ns.make_solver(PARAMS, N)
@@ -246,6 +289,10 @@ def test_invalid_configurations_are_rejected():
         coupled.make_coupled_step(none, coupled.ExactClosure(h, "H"))
     with pytest.raises(ValueError, match=r"kind \('score', 'latent'\), got 'regression'"):
         coupled.DiffusionClosure(tiny_model("regression"), None, None)
+    with pytest.raises(ValueError, match="sampler_noise='member' .* 'exact'.* use 'fresh'"):
+        coupled.make_coupled_step(h, coupled.ExactClosure(h, "H"), sampler_noise="member")
+    with pytest.raises(ValueError, match="sampler_noise='once' is invalid"):
+        coupled.make_coupled_step(h, coupled.NoClosure(), sampler_noise="once")
     step = coupled.make_coupled_step(h, coupled.NoClosure(), 1, 0.0)
     carry = coupled.initial_carry(h, initial_state(h))
     with pytest.raises(ValueError, match="multiple"):

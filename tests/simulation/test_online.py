@@ -33,6 +33,8 @@ def test_spec_validation() -> None:
         online.OnlineSpec(sources=("none", "magic"))
     with pytest.raises(ValueError, match=r"figure_times.*\[t_start, t_end\]"):
         online.OnlineSpec(t_start=30.0, t_end=50.0, figure_times=(60.0,))
+    with pytest.raises(ValueError, match=r"simulation.sampler_noise='step' is invalid.*'member'"):
+        online.OnlineSpec(sampler_noise="step")
     spec = online.OnlineSpec(t_start=0.0, t_end=1.0, every=5, save_interval=0.012, figure_times=())
     with pytest.raises(ValueError, match=r"save_interval=0.012 is invalid.*every·dt"):
         spec.schedule(1e-3, 1)
@@ -265,6 +267,15 @@ def test_cached_online_results_are_keyed_by_model_sampler_and_weights(study, tmp
         saved["made_with"]["sampler"]["num_steps"] == 3
         and saved["metrics"] == three["sources"]["diffusion"]["metrics"]
     )
+
+    # the sampler's noise drawn once per member: the diffusion run only is recomputed
+    member = {**fewer, "simulation": {**fewer["simulation"], "sampler_noise": "member"}}
+    coherent = online(member)
+    assert len(logs) == 1 and "simulation.sampler_noise" in logs[0], logs
+    assert logs[0].endswith("recomputing diffusion") and stamps()["none"] == now["none"]
+    assert error(coherent) != error(three)
+    back = online(fewer)  # back to "fresh": the same numbers as before the option existed
+    assert error(back) == error(three) and stamps()["none"] == now["none"]
 
     # retrained with another learning rate: the same step count, other weights: recomputed
     import shutil

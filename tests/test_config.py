@@ -73,3 +73,18 @@ def test_a_non_bool_final_zero_is_refused() -> None:
     section = {**base_config().sampler.to_dict(), "final_zero": "False"}
     with pytest.raises(ValueError, match=r"sampler.final_zero='False' is invalid"):
         conditional.sampler_from_config(section)
+
+
+def test_sampler_cache_identity_keeps_results_made_before_the_later_fields():
+    """A cached result keyed with the seven-field sampler section of earlier versions matches the
+    full section at the defaults; a non-default value of a later field is a new key."""
+    section = base_config().sampler.to_dict()
+    earlier = {k: section[k] for k in ("name", "num_steps", "t_min", "t_max", "rho", "snr")}
+    earlier["corrector_steps"] = section["corrector_steps"]
+    assert conditional.sampler_identity(section) == earlier
+    assert conditional.sampler_identity(earlier) == earlier
+    for name in ("schedule", "final_zero", "prior_data_std", "predictor", "langevin_norm"):
+        changed = conditional.sampler_identity({**section, name: NON_DEFAULT[name]})
+        assert changed == {**earlier, name: NON_DEFAULT[name]}
+    changed = conditional.sampler_identity({**section, "time_variable": "sde_time"})
+    assert changed["time_variable"] == "sde_time"

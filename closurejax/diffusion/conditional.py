@@ -266,6 +266,30 @@ def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> sampler
     return samplers.SamplerConfig(**fields)
 
 
+_LATER_SAMPLER_FIELDS = (
+    "schedule",
+    "final_zero",
+    "prior_data_std",
+    "predictor",
+    "langevin_norm",
+    "time_variable",
+)
+"""`SamplerConfig` fields that became `sampler` config fields after results were first cached."""
+
+
+def sampler_identity(sampler: Mapping[str, Any]) -> dict[str, Any]:
+    """The `sampler` section as a cache key (JSON types): every field, except that the fields of
+    `_LATER_SAMPLER_FIELDS` are left out while they hold `SamplerConfig`'s default — the sampler
+    every result cached before they were config fields ran with — so those results stay valid,
+    and any other value of them is a new key."""
+    defaults = samplers.SamplerConfig()
+    out = dict(sampler)
+    for name in _LATER_SAMPLER_FIELDS:
+        if name in out and out[name] == getattr(defaults, name):
+            del out[name]
+    return out
+
+
 def train_times_from_config(
     diffusion: Mapping[str, Any], sampler: Mapping[str, Any]
 ) -> tuple[float, float]:

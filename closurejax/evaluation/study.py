@@ -52,6 +52,7 @@ import numpy as np
 
 from closurejax import atomic
 from closurejax.data import generate
+from closurejax.diffusion import conditional
 from closurejax.evaluation import a_posteriori, offline_study
 from closurejax.training import run
 
@@ -121,7 +122,8 @@ def _offline_key(config: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     """What determines the offline table: config sections and both models' parameters."""
     key: dict[str, Any] = {
         "data": generate.dataset_config(config),
-        **{s: config[s] for s in ("model", "diffusion", "sampler", "evaluation", "seed")},
+        **{s: config[s] for s in ("model", "diffusion", "evaluation", "seed")},
+        "sampler": conditional.sampler_identity(config["sampler"]),
     }
     use_ema = bool(config["evaluation"]["use_ema"])
     for kind in ("score", "regression"):

@@ -222,7 +222,9 @@ def source_key(
     study = _source_study(config, trained, kind)
     key: dict[str, Any] = {"source": name, "model": study["model"]}
     if kind != "regression":
-        key.update(diffusion=study["diffusion"], sampler=study["sampler"])
+        key.update(
+            diffusion=study["diffusion"], sampler=conditional.sampler_identity(study["sampler"])
+        )
     if kind == "latent":
         key["latent"] = study["latent"]
     params = getattr(source, "params", None)

@@ -12,13 +12,19 @@ setting, arXiv 2408.02965, §4; the papers' offline table and online test):
    `<workdir>/simulation`);
 6. "online_fast" — the diffusion source once more with a fast sampler (default DPM-Solver++(2M)
    at 2 NFE) in `<workdir>/simulation_<name><nfe>`;
+7. "online_coherent" — the diffusion source once more with the config's sampler and
+   `simulation.sampler_noise = "member"` (one sampler draw per member, reused at every sampling
+   step: members whose closure samples are correlated in time; `closurejax.simulation.coupled`)
+   in `<workdir>/simulation_coherent` — the papers draw anew at every sampling step, which leaves
+   the online ensemble under-dispersed;
 
 and writes `<workdir>/study/summary.json`:
 
     {"offline": {"64": {"single", "ensemble_mean", "regression", "crps", "spread_skill"}, …},
      "online": {"t": [...], "diffusion": [...], "none": [...], "regression": [...],
                 "reference": [...], "diffusion_spread_skill": [...], "diffusion_member": [...],
-                "diffusion_fast": [...], "seconds": {source: s}, …},
+                "diffusion_fast": [...], "diffusion_coherent": [...],
+                "diffusion_coherent_spread_skill": [...], "seconds": {source: s}, …},
      "wall_seconds": {"data": s, "train_score": s, …}}
 
 (relative errors unless named otherwise; "online" entries at the config's figure times).
@@ -64,7 +70,15 @@ __all__ = [
     "summarize",
 ]
 
-STAGES = ("data", "train_score", "train_regression", "offline", "online", "online_fast")
+STAGES = (
+    "data",
+    "train_score",
+    "train_regression",
+    "offline",
+    "online",
+    "online_fast",
+    "online_coherent",
+)
 """The stages of `run_study`, in order."""
 
 FIGURES = (
@@ -84,6 +98,16 @@ def _as_dict(config: Any) -> dict[str, Any]:
 def _with_kind(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
     out = json.loads(json.dumps(config))
     out["model"]["kind"] = kind
+    return out
+
+
+COHERENT_FOLDER = "simulation_coherent"
+"""Folder of the "online_coherent" stage in the workdir."""
+
+
+def _coherent_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    out["simulation"]["sampler_noise"] = "member"
     return out
 
 
@@ -204,6 +228,14 @@ def run_study(
             log=log,
             folder=fast_folder,
         ),
+        "online_coherent": lambda: a_posteriori.run_online(
+            _coherent_config(config),
+            workdir,
+            source_names=("diffusion",),
+            show_progress=show_progress,
+            log=log,
+            folder=COHERENT_FOLDER,
+        ),
     }
     for stage in STAGES:
         if stage not in stages:
@@ -269,6 +301,8 @@ def summarize(
             )
             if "spread_skill" in m:
                 online[f"{name}_spread_skill"] = _at(results["times"], m["spread_skill"], times_at)
+            if "crps" in m:
+                online[f"{name}_crps"] = _at(results["times"], m["crps"], times_at)
             online["seconds"][name] = entry["seconds"]
         summary["online"] = online
     fast_path = workdir / fast_folder / "results.json"
@@ -283,6 +317,20 @@ def summarize(
         online["diffusion_fast_spread_skill"] = _at(results["times"], m["spread_skill"], times_at)
         online.setdefault("seconds", {})["diffusion_fast"] = entry["seconds"]
         online["fast_sampler"] = results["config"]["sampler"]
+    coherent_path = workdir / COHERENT_FOLDER / "results.json"
+    if coherent_path.exists():
+        results = json.loads(coherent_path.read_text())
+        entry = results["sources"]["diffusion"]
+        m = entry["metrics"]
+        online = summary.setdefault("online", {"t": times_at, "seconds": {}})
+        for suffix, metric in (
+            ("", "ensemble_mean_relative_error"),
+            ("_member", "relative_error_mean_member"),
+            ("_spread_skill", "spread_skill"),
+            ("_crps", "crps"),
+        ):
+            online[f"diffusion_coherent{suffix}"] = _at(results["times"], m[metric], times_at)
+        online.setdefault("seconds", {})["diffusion_coherent"] = entry["seconds"]
     summary["wall_seconds"] = {
         stage: seconds for stage in STAGES if (seconds := timings.wall_seconds(stage)) is not None
     }

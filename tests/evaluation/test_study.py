@@ -49,7 +49,13 @@ def test_every_stage_runs_and_the_summary_has_the_papers_table(finished) -> None
     assert online["t"] == [0.03, 0.05]
     for name in ("none", "diffusion", "regression", "reference", "diffusion_fast"):
         assert len(online[name]) == 2 and all(v >= 0 for v in online[name]), name
-    assert len(online["diffusion_spread_skill"]) == 2
+    for name in ("diffusion_spread_skill", "diffusion_crps", "diffusion_coherent_spread_skill"):
+        assert len(online[name]) == 2 and all(v > 0 for v in online[name]), name
+    # the coherent run is its own run of the same model: other numbers, its own folder
+    assert online["diffusion_coherent"] != online["diffusion"]
+    coherent = json.loads((workdir / "simulation_coherent" / "results.json").read_text())
+    assert coherent["config"]["simulation"]["sampler_noise"] == "member"
+    assert set(coherent["sources"]) == {"diffusion"}
     assert online["fast_sampler"]["name"] == "dpm_solver"
     assert online["fast_sampler"]["num_steps"] == 2
     assert set(summary["wall_seconds"]) == set(study_lib.STAGES)
@@ -149,6 +155,6 @@ def test_launcher_refuses_an_unknown_stage_in_one_line(tmp_path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "reproduce: unknown study stage(s) ['train']; allowed: ('data', 'train_score', "
-        "'train_regression', 'offline', 'online', 'online_fast')"
+        "'train_regression', 'offline', 'online', 'online_fast', 'online_coherent')"
     )
     assert not (tmp_path / "w" / "dataset").exists()

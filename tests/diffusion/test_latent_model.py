@@ -82,6 +82,7 @@ def test_closure_model_interface(model_and_params):
     assert model.loss_weights == (10.0, 0.1, 0.1, 0.01)
 
 
+@pytest.mark.slow  # ≈ 11 s on 2 cores
 def test_shapes_and_dtypes_at_several_batch_sizes(model_and_params):
     model, params = model_and_params
 
@@ -304,6 +305,7 @@ def test_paper_b_configs_describe_paper_b():
     )
 
 
+@pytest.mark.slow  # ≈ 12 s on 2 cores
 def test_autoencoders_on_batch_slices_equal_one_call(model_and_params):
     model, params = model_and_params
     whole = dataclasses.replace(model, batch_chunk=None)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from closurejax.evaluation import benchmarks as bench
 from tests.evaluation.study_configs import study_configs
 
@@ -36,6 +38,7 @@ def run_benchmark(
     )
 
 
+@pytest.mark.slow  # the quick solver group in a subprocess: ≈ 15 s on 2 cores
 def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     other = bench.record("other/kept", 1.0, "s", config={})
@@ -66,6 +69,7 @@ def test_benchmark_script_quick_solver(tmp_path: Path) -> None:
         assert r["device"] == bench.device_description()
 
 
+@pytest.mark.slow  # the quick score group in a subprocess: ≈ 40 s on 2 cores
 def test_benchmark_script_quick_score_group(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     proc = run_benchmark(tmp_path, output, "score")

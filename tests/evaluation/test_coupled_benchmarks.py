@@ -37,6 +37,7 @@ def records() -> dict[str, bench.BenchRecord]:
     return {r.name: r for r in out}
 
 
+@pytest.mark.slow  # the quick coupled group: ≈ 45 s on 2 cores
 def test_quick_group_names_units_and_values(records: dict[str, bench.BenchRecord]) -> None:
     sz = cb.sizes(quick=True)
     assert sz.n == 16 and sz.tiny and all(k % cb.PAPER["every"] == 0 for k in sz.steps.values())
@@ -76,6 +77,7 @@ def test_full_sizes_are_the_papers_setting() -> None:
     assert cb.PAPER["every"] == 5 and cb.PAPER["reuse_noise"] == 5e-5
 
 
+@pytest.mark.slow  # the quick coupled group: ≈ 45 s on 2 cores
 def test_quick_group_ratios_match_the_seconds(records: dict[str, bench.BenchRecord]) -> None:
     every, paper = cb.PAPER["every"], cb.PAPER["members"] * cb.PAPER["steps"]
     for m, case in itertools.product(cb.sizes(quick=True).members, ("pcdm", "lcdm")):

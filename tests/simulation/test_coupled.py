@@ -355,6 +355,7 @@ def test_ensemble_sharded_over_eight_fake_devices_equals_the_unsharded_run(tmp_p
     assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-4000:]
 
 
+@pytest.mark.slow  # ≈ 18 s on 2 cores
 def test_latent_diffusion_source_samples_the_latent_model():
     """The L-CDM (paper B) drives the fused step through the same source as the P-CDM: on a
     sampling step the applied closure is exactly `model.sample` with the step's sampler key."""

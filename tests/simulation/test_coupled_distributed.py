@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import pytest
 
 from closurejax.diffusion import conditional, samplers
 from closurejax.physics import navier_stokes as ns
@@ -119,6 +120,7 @@ print("OK", pid)
 """
 
 
+@pytest.mark.slow  # two processes: ≈ 13 s on 2 cores
 def test_coupled_ensemble_over_two_processes_equals_the_single_process_run(
     tmp_path: Path,
 ) -> None:

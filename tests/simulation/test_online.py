@@ -307,7 +307,8 @@ def test_cached_online_results_are_keyed_by_model_sampler_and_weights(study, tmp
 
 @pytest.mark.parametrize(
     "name",
-    ["paper_a_h", pytest.param("paper_b", marks=pytest.mark.slow)],  # B: in test-slow
+    # in the slow set (≈ 20 s each on 2 cores); the tiny online study runs in make test
+    [pytest.param(n, marks=pytest.mark.slow) for n in ("paper_a_h", "paper_b")],
 )
 def test_paper_scale_online_config_runs_a_few_steps(name: str) -> None:
     """The paper-scale online setting (64², 100 members, 10-step EM every 5 steps, 20 000 steps

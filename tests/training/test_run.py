@@ -178,7 +178,14 @@ def unit_stats(names):
 
 
 @pytest.mark.parametrize(
-    "study_name", ["paper_a_h", "paper_a_g", "paper_a_g_conv", "paper_b", "les"]
+    "study_name",
+    [
+        "paper_a_h",
+        "paper_a_g",
+        "paper_a_g_conv",
+        pytest.param("paper_b", marks=pytest.mark.slow),  # the larger P-CDM: ≈ 12 s
+        pytest.param("les", marks=pytest.mark.slow),  # ≈ 10 s
+    ],
 )
 def test_paper_configs_build_train_one_step_and_sample(study_name):
     config = importlib.import_module(f"experiments.configs.{study_name}").get_config().to_dict()
@@ -269,7 +276,11 @@ def test_previous_closure_sample_as_a_condition(study):
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [(flip_bytes, "its arrays differ from the checksum"), (truncate, "its arrays cannot be read")],
+    [
+        # flipped bytes: in the slow set (≈ 25 s on 2 cores); truncation runs in make test
+        pytest.param(flip_bytes, "its arrays differ from the checksum", marks=pytest.mark.slow),
+        (truncate, "its arrays cannot be read"),
+    ],
 )
 def test_corrupt_checkpoint_is_refused_by_load_and_skipped_by_train(study, damage, reason):
     """A damaged latest checkpoint: `load` (evaluation) refuses it in one line naming it;

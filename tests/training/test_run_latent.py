@@ -84,6 +84,7 @@ def same_tree(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow  # ≈ 30 s on 2 cores
 def test_joint_training_resumes_exactly_and_restores_bit_identical(study, tmp_path):
     config, workdir = study
     # uninterrupted: 4 steps (2 epochs × ⌊10 samples / 4⌋)
@@ -170,6 +171,7 @@ def test_offline_evaluation_of_the_latent_model_beside_its_pcdm(study, capsys):
     assert "latent/n16" in table and "score/n16" in table and "recon H" in table
 
 
+@pytest.mark.slow  # ≈ 30 s on 2 cores
 def test_two_stage_trains_both_stages_on_frozen_stage1_encoders(study):
     config, workdir = tiny_latent_study("two_stage"), study[1]
     logs: list[str] = []

@@ -39,7 +39,9 @@ ones included; a reused stage adds the seconds it takes to find its result curre
 
 `export_results(workdir, folder)` copies what a reader needs into a folder of the repository
 (`experiments/results/<study>/`): summary.json, three figures and the trained EMA weights of both
-models (float32 .npz, with the config they were trained with).
+models (float32 .npz, with the config they were trained with and the training set's
+normalisation statistics), which `load_exported(path)` turns back into a model and its
+parameters — sampling and predicting closures needs no dataset and no training.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from closurejax.training import run
 __all__ = [
     "STAGES",
     "export_results",
+    "load_exported",
     "load_weights",
     "run_study",
     "summarize",
@@ -340,7 +343,8 @@ def summarize(
 def export_results(config: Any, workdir: str | Path, folder: str | Path) -> list[Path]:
     """Copies summary.json, the figures of `FIGURES` and the EMA weights of the score and
     regression models (`<kind>_weights.npz`: float32 arrays keyed by their tree path, plus the
-    config they were trained with) from `workdir` into `folder`; returns the files written."""
+    config they were trained with and the training set's statistics `{field: {"mean", "std"}}`)
+    from `workdir` into `folder`; returns the files written."""
     config = _as_dict(config)
     workdir, folder = Path(workdir).resolve(), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -363,10 +367,35 @@ def export_results(config: Any, workdir: str | Path, folder: str | Path) -> list
         _, params = run.load(kind_config, workdir, use_ema=True)
         leaves = jax.tree_util.tree_flatten_with_path(params)[0]
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf, np.float32) for path, leaf in leaves}
+        data = run.open_study_dataset(kind_config, workdir / "dataset")
+        stats = {
+            name: {"mean": float(v["mean"]), "std": float(v["std"])}
+            for name, v in data.stats.items()
+        }
+        meta = {"fingerprint": _WEIGHTS_TAG, "config": kind_config, "stats": stats}
         path = folder / f"{kind}_weights.npz"
-        atomic.save_tagged_npz(path, {"fingerprint": _WEIGHTS_TAG, "config": kind_config}, **arrays)
+        atomic.save_tagged_npz(path, meta, **arrays)
         written.append(path)
     return written
+
+
+def load_exported(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, EMA parameters, config) from a `<kind>_weights.npz` of `export_results`: the model
+    is built from the config and statistics stored with the weights, so
+    `model.sample(params, key, {"omega": [B, n, n], …}, sampler)` (score) or
+    `model.predict(params, cond)` (regression) runs at any grid size without the dataset."""
+    loaded = atomic.load_tagged_npz(path, _WEIGHTS_TAG)
+    if loaded is None:
+        raise ValueError(f"{path} is not an exported weights file")
+    meta = loaded[0]
+    if "stats" not in meta:
+        raise ValueError(f"{path} holds no normalisation statistics: export it again")
+    config = meta["config"]
+    model = run.model_from_config(config, meta["stats"])
+    n = int(config["data"]["coarse_size"])
+    like = jax.eval_shape(lambda key: model.init(key, n), jax.random.PRNGKey(0))
+    params, _ = load_weights(path, like)
+    return model, params, config
 
 
 def load_weights(path: str | Path, like: Any) -> tuple[Any, dict[str, Any]]:

@@ -133,6 +133,34 @@ def test_exported_results_hold_the_summary_figures_and_weights(finished, tmp_pat
         wrong = jax.tree.map(lambda a: np.zeros((*np.shape(a), 2)), params)
         with pytest.raises(ValueError, match="another shape"):
             study_lib.load_weights(folder / f"{kind}_weights.npz", wrong)
+        # the exported file alone gives the model: same predictions as the trained checkpoint
+        exported, exported_params, exported_config = study_lib.load_exported(
+            folder / f"{kind}_weights.npz"
+        )
+        assert exported_config == kind_config
+        assert exported.stats == {
+            k: {"mean": float(v["mean"]), "std": float(v["std"])} for k, v in model.stats.items()
+        }
+        n = config["data"]["coarse_size"]
+        cond = {
+            name: jax.random.normal(jax.random.PRNGKey(i), (2, n, n))
+            for i, name in enumerate(model.condition_names)
+        }
+        if kind == "regression":
+            np.testing.assert_allclose(
+                exported.predict(exported_params, cond), model.predict(params, cond), rtol=1e-5
+            )
+        else:
+            from closurejax.diffusion import conditional
+
+            sampler = conditional.sampler_from_config(config["sampler"])
+            key = jax.random.PRNGKey(3)
+            np.testing.assert_allclose(
+                exported.sample(exported_params, key, cond, sampler),
+                model.sample(params, key, cond, sampler),
+                rtol=1e-4,
+                atol=1e-6,
+            )
 
 
 def test_launcher_refuses_an_unknown_stage_in_one_line(tmp_path) -> None:

@@ -18,7 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "spread_skill_ratio",
         ),
         "offline_study": ("run_offline",),
-        "a_posteriori": ("run_online",),
+        "online_study": ("run_online",),
         "study": ("export_results", "load_weights", "run_study"),
     },
 )

@@ -3,7 +3,7 @@
     python experiments/benchmark.py --output=bench.json [--only=solver] [--quick]
 
 Each group is a library function `(quick, configs) -> list[BenchRecord]`
-(closurejax.evaluation.benchmarks); the study configs it measures are built here, from
+(closurejax.benchmarks: a module per group); the study configs it measures are built here, from
 `experiments/configs/<name>.py` for the names its module's `CONFIGS` gives (the library does not
 import experiments/). Re-running some groups replaces only their rows in `--output` and keeps the
 others. The table of this run's records is printed at the end.
@@ -24,18 +24,14 @@ from collections.abc import Iterable, Sequence
 import ml_collections
 from absl import flags
 
-from closurejax.evaluation import benchmarks, coupled_benchmarks, score_benchmarks
+from closurejax.benchmarks import coupled, latent, records, samplers, score, solver
 from experiments import launch
 
-GROUPS: dict[str, benchmarks.Group] = {
-    **benchmarks.GROUPS,
-    **score_benchmarks.GROUPS,
-    **coupled_benchmarks.GROUPS,
-}
+MODULES = (solver, score, samplers, latent, coupled)
+"""The group modules, in the order their groups run."""
+GROUPS: dict[str, records.Group] = {name: g for m in MODULES for name, g in m.GROUPS.items()}
 CONFIGS: dict[str, tuple[str, ...]] = {
-    **benchmarks.CONFIGS,
-    **score_benchmarks.CONFIGS,
-    **coupled_benchmarks.CONFIGS,
+    name: configs for m in MODULES for name, configs in m.CONFIGS.items()
 }
 """The study configs each group measures, by name: `experiments/configs/<name>.py`."""
 
@@ -62,24 +58,24 @@ def main(argv: Sequence[str]) -> None:
     if unknown:
         raise ValueError(f"--only: unknown groups {unknown}; allowed: {list(GROUPS)}")
     if os.path.exists(_OUTPUT.value):
-        benchmarks.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
+        records.load_records(_OUTPUT.value)  # a corrupt file fails now, not after the run
     launch.quiet_library_logs()
-    print(f"benchmarking {selected} on {benchmarks.device_description()}", flush=True)
+    print(f"benchmarking {selected} on {records.device_description()}", flush=True)
     configs = study_configs(selected)
-    records, ran, skipped = [], [], []
+    measured, ran, skipped = [], [], []
     for group in selected:
         print(f"group {group}", flush=True)
         try:
             given = {name: configs[name] for name in CONFIGS[group]}  # only those it declares
-            records += GROUPS[group](_QUICK.value, given)
+            measured += GROUPS[group](_QUICK.value, given)
             ran.append(group)
         except FileNotFoundError as missing:  # a prerequisite (e.g. a trained study) is absent
             skipped.append(f"{group}: {missing}")
-    benchmarks.write_records(_OUTPUT.value, records, replace_prefix=tuple(f"{g}/" for g in ran))
-    print(benchmarks.format_table(records))
+    records.write_records(_OUTPUT.value, measured, replace_prefix=tuple(f"{g}/" for g in ran))
+    print(records.format_table(measured))
     for line in skipped:
         print(f"skipped {line}")
-    print(f"wrote {len(records)} records to {_OUTPUT.value}")
+    print(f"wrote {len(measured)} records to {_OUTPUT.value}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 
 from closurejax.data import generate, store
-from closurejax.evaluation import a_posteriori, metrics, plots
+from closurejax.evaluation import metrics, online_study, plots
 from closurejax.training import run
 from experiments import launch
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     progress = not _NO_PROGRESS.value
     timings = {}
-    a_posteriori.check_config(config)  # refuse a bad config before writing anything
+    online_study.check_config(config)  # refuse a bad config before writing anything
     start = time.time()
     paths = generate.generate(config, workdir, show_progress=progress)
     _dataset_figures(paths, workdir / "figures")
@@ -74,11 +74,11 @@ def main(argv: list[str]) -> None:
     timings["training"] = time.time() - start
 
     start = time.time()
-    results = a_posteriori.run_online(config, workdir, show_progress=progress)
+    results = online_study.run_online(config, workdir, show_progress=progress)
     timings["online"] = time.time() - start
 
     print()
-    print(a_posteriori.format_table(results))
+    print(online_study.format_table(results))
     final = {
         name: entry["metrics"]["ensemble_mean_relative_error"][-1]
         for name, entry in results["sources"].items()

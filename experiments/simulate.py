@@ -23,7 +23,7 @@ if __name__ == "__main__":  # run as `python experiments/<launcher>.py`: see exp
 
 from absl import flags
 
-from closurejax.evaluation import a_posteriori as study
+from closurejax.evaluation import online_study as study
 from experiments import launch
 
 _CONFIG = launch.define_config()

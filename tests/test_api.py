@@ -9,7 +9,16 @@ import pytest
 
 from tests.processes import run_python
 
-PACKAGES = ("physics", "data", "models", "diffusion", "training", "simulation", "evaluation")
+PACKAGES = (
+    "physics",
+    "data",
+    "models",
+    "diffusion",
+    "training",
+    "simulation",
+    "evaluation",
+    "benchmarks",
+)
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,5 +1,5 @@
-"""Evaluation: metrics, the offline and online tests of a study, a whole study in one call,
-figures, and the benchmarks. Public names, imported on first use:
+"""Evaluation: metrics, the offline and online tests of a study, a whole study in one call, and
+figures (the benchmarks are `closurejax.benchmarks`). Public names, imported on first use:
 
     from closurejax.evaluation import run_study, run_offline, run_online, relative_error
 """
@@ -18,8 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "spread_skill_ratio",
         ),
         "offline_study": ("run_offline",),
-        "a_posteriori": ("run_online",),
+        "online_study": ("run_online",),
         "study": ("export_results", "load_weights", "run_study"),
-        "benchmarks": ("BenchRecord", "fft_floor"),
     },
 )

@@ -27,7 +27,7 @@ import numpy as np
 from closurejax.data import pipeline, store
 from closurejax.diffusion import conditional, samplers
 from closurejax.evaluation import metrics
-from closurejax.evaluation.benchmarks import time_fn
+from closurejax.timing import time_fn
 
 
 class SamplingModel(Protocol):

@@ -8,7 +8,7 @@ setting, arXiv 2408.02965, §4; the papers' offline table and online test):
 3. "train_regression" — the deterministic baseline, same backbone, MSE loss;
 4. "offline" — the offline table at the training resolution and zero-shot at the DNS's grids
    (`closurejax.evaluation.offline_study.run_offline`);
-5. "online" — the online test with the config's sampler (`a_posteriori.run_online`,
+5. "online" — the online test with the config's sampler (`online_study.run_online`,
    `<workdir>/simulation`);
 6. "online_fast" — the diffusion source once more with a fast sampler (default DPM-Solver++(2M)
    at 2 NFE) in `<workdir>/simulation_<name><nfe>`;
@@ -61,7 +61,7 @@ import numpy as np
 from closurejax import atomic
 from closurejax.data import generate
 from closurejax.diffusion import conditional
-from closurejax.evaluation import a_posteriori, offline_study
+from closurejax.evaluation import offline_study, online_study
 from closurejax.training import run
 
 __all__ = [
@@ -208,7 +208,7 @@ def run_study(
         )
     if "regression" not in config["simulation"]["sources"]:
         log("study: note: simulation.sources has no 'regression'; the online table lacks it")
-    a_posteriori.check_config(config)  # refuse a bad simulation section before any compute
+    online_study.check_config(config)  # refuse a bad simulation section before any compute
     workdir = Path(workdir).resolve()
     timings = _Timings(workdir / "study" / "timings.json")
     fast_name, fast_nfe = fast_sampler
@@ -220,10 +220,10 @@ def run_study(
             _with_kind(config, "regression"), workdir, show_progress=show_progress
         ),
         "offline": lambda: _offline(config, workdir, log, show_progress),
-        "online": lambda: a_posteriori.run_online(
+        "online": lambda: online_study.run_online(
             config, workdir, show_progress=show_progress, log=log
         ),
-        "online_fast": lambda: a_posteriori.run_online(
+        "online_fast": lambda: online_study.run_online(
             _fast_config(config, fast_name, fast_nfe),
             workdir,
             source_names=("diffusion",),
@@ -231,7 +231,7 @@ def run_study(
             log=log,
             folder=fast_folder,
         ),
-        "online_coherent": lambda: a_posteriori.run_online(
+        "online_coherent": lambda: online_study.run_online(
             _coherent_config(config),
             workdir,
             source_names=("diffusion",),

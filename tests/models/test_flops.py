@@ -91,7 +91,7 @@ def test_counter_matches_xla_cost_analysis(kwargs: dict) -> None:
 
 def test_paper_b_default_matches_the_latent_benchmark_count() -> None:
     """Paper B's autoencoder at 64^2: the counter gives what XLA's count gives the `latent`
-    benchmark group (closurejax.evaluation.score_benchmarks) to 0.4 %: 5.78 GFLOP to encode and
+    benchmark group (closurejax.benchmarks.latent) to 0.4 %: 5.78 GFLOP to encode and
     3.83 GFLOP to decode one sample, 962 GFLOP for encode omega + decode H of 100 samples."""
     model = Autoencoder()
     counted = autoencoder_flops(model, 64, 1)

@@ -2,7 +2,7 @@
 
 `run_online(config, workdir)`: the reference DNS of one test trajectory (cached), then one coupled
 ensemble per closure source of `config.simulation.sources`, the a-posteriori metrics over time
-(`closurejax.evaluation.online`), a JSON file and figures, all under `<workdir>/simulation`:
+(`closurejax.evaluation.online_metrics`), a JSON file and figures, all under `<workdir>/simulation`:
 
 * `reference_dns.npz` — the reference on the coarse grid (not `reference.npz`: that name is the
   result of the source "reference", the DNS's exact closure);
@@ -40,8 +40,7 @@ from tqdm.auto import tqdm
 
 from closurejax import atomic, parallel
 from closurejax.data import generate
-from closurejax.evaluation import online as online_metrics
-from closurejax.evaluation import plots
+from closurejax.evaluation import online_metrics, plots
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled, sources
 from closurejax.simulation.online import OnlineSpec, Reference, coupled_run, reference_run

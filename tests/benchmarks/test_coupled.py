@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from closurejax.evaluation import benchmarks as bench
-from closurejax.evaluation import coupled_benchmarks as cb
+from closurejax.benchmarks import coupled as cb
+from closurejax.benchmarks import records as bench
 from closurejax.simulation import coupled
-from tests.evaluation.study_configs import study_configs
+from tests.benchmarks.study_configs import study_configs
 
 METRICS = {
     "step_seconds": "s",

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from closurejax.evaluation import score_benchmarks
-from tests.evaluation.study_configs import study_configs
+from closurejax.benchmarks import latent
+from tests.benchmarks.study_configs import study_configs
 
-CONFIGS = score_benchmarks.CONFIGS["latent"]
+CONFIGS = latent.CONFIGS["latent"]
 
 
 @pytest.mark.slow  # ≈ 20 s on 2 cores; `make test-slow` (and CI) runs it
 def test_latent_group_quick(tmp_path: Path) -> None:
     configs = study_configs(CONFIGS)
-    records = {r.name: r for r in score_benchmarks.latent_benchmarks(True, configs, str(tmp_path))}
+    records = {r.name: r for r in latent.latent_benchmarks(True, configs, str(tmp_path))}
     parts = ("encode", "latent_sampling", "decode")
     expected = {"latent/pcdm/sample/b4/seconds", "latent/lcdm/sample/b4/seconds"}
     expected |= {f"latent/lcdm/{part}/b4/seconds" for part in parts}
@@ -42,7 +42,7 @@ def test_latent_group_quick(tmp_path: Path) -> None:
 def test_latent_group_is_registered() -> None:
     from experiments import benchmark
 
-    assert benchmark.GROUPS["latent"] is score_benchmarks.latent_benchmarks
+    assert benchmark.GROUPS["latent"] is latent.latent_benchmarks
     assert benchmark.CONFIGS["latent"] == CONFIGS
 
 
@@ -57,7 +57,7 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
 
     from closurejax.diffusion import latent_model
 
-    config = score_benchmarks._lcdm_config(study_configs(CONFIGS), True)
+    config = latent._lcdm_config(study_configs(CONFIGS), True)
     stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "target")}
     sliced = dataclasses.replace(latent_model.from_config(config, stats), batch_chunk=1)
     params = jax.jit(lambda k: sliced.init(k, 16))(jax.random.PRNGKey(0))
@@ -65,9 +65,9 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
 
     def decode_flops(model, batch: int) -> float:
         z = jax.numpy.zeros((batch, m, m))
-        return score_benchmarks._flops(lambda p, z: model.decode(p, "target", z), params, z)
+        return latent._flops(lambda p, z: model.decode(p, "target", z), params, z)
 
-    flat = score_benchmarks._unsliced(sliced)
+    flat = latent._unsliced(sliced)
     assert flat.batch_chunk is None
     assert math.isclose(decode_flops(flat, 4), 4 * decode_flops(flat, 1), rel_tol=1e-3)
     assert decode_flops(sliced, 4) < 0.5 * decode_flops(flat, 4)  # the bug it avoids

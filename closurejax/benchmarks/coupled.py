@@ -68,15 +68,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from closurejax.benchmarks.floor import make_fft_chain
+from closurejax.benchmarks.records import BenchRecord, Configs, Group, record, study_config
 from closurejax.diffusion import conditional
-from closurejax.evaluation.benchmarks import (
-    BenchRecord,
-    Configs,
-    Group,
-    make_fft_chain,
-    record,
-    study_config,
-)
 from closurejax.physics import initial_conditions
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled

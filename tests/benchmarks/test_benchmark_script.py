@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from closurejax.evaluation import benchmarks as bench
-from tests.evaluation.study_configs import study_configs
+from closurejax.benchmarks import records as bench
+from tests.benchmarks.study_configs import study_configs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,11 +89,11 @@ def test_benchmark_script_quick_score_group(tmp_path: Path) -> None:
 def test_sampler_accuracy_group_needs_a_trained_study(tmp_path: Path) -> None:
     import pytest
 
-    from closurejax.evaluation import score_benchmarks
+    from closurejax.benchmarks import samplers
 
-    configs = study_configs(score_benchmarks.CONFIGS["samplers"])
+    configs = study_configs(samplers.CONFIGS["samplers"])
     with pytest.raises(FileNotFoundError, match="cpu_small"):
-        score_benchmarks.sampler_accuracy_benchmarks(True, configs, str(tmp_path))
+        samplers.sampler_accuracy_benchmarks(True, configs, str(tmp_path))
 
 
 def test_group_with_a_missing_prerequisite_is_skipped_and_others_kept(tmp_path: Path) -> None:

@@ -1,0 +1,271 @@
+"""Benchmark group "latent": the cost of paper B's P-CDM against its L-CDM
+(`make bench ONLY=latent`).
+
+Group "latent" (paper B: P-CDM against L-CDM, both at paper B's architectures on 64², batch 100,
+10-step Euler–Maruyama over t ∈ [1e-3, 0.4]; untrained weights — only the cost is measured):
+* `latent/{pcdm,lcdm}/sample/b100/seconds` — one closure sample per condition (P-CDM: modes 6,
+  width 40, embed 512, ω only; L-CDM: encode ω once with a paper-size autoencoder, 10 latent-FNO
+  steps on 16² (modes 4, width 20), decode once), with XLA's FLOP count (encode + NFE × one score
+  evaluation [+ decode], each counted on its loop-free program);
+* `latent/lcdm/{encode,latent_sampling,decode}/b100/seconds` — the L-CDM's three parts;
+* `latent/speedup/b100` — P-CDM seconds / L-CDM seconds; target ≥ 3 (paper B measured 2.8× on
+  one GPU for the online run).
+When a trained CPU-scale latent study is found (experiments/configs/cpu_latent.py in the folder
+named by `CLOSUREJAX_BENCH_LATENT_STUDY`, default workdirs/cpu_study, with its `latent` and ω-only
+`score` runs), `latent/study/{lcdm,pcdm}/rel_error_{sample,mean}` give their offline accuracy on
+the same test snapshots beside the timings.
+
+The study configs it measures are passed in (`configs`, by name; `CONFIGS`): paper_b,
+paper_b_lcdm_joint and cpu_latent (that of the trained latent study).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from closurejax.benchmarks.records import BenchRecord, Configs, Group, record, study_config
+from closurejax.benchmarks.score import closure_model, pcdm_config
+from closurejax.diffusion import conditional
+from closurejax.timing import time_fn
+
+__all__ = ["CONFIGS", "GROUPS", "LATENT_STUDY_ENV", "latent_benchmarks"]
+
+LATENT_STUDY_ENV = "CLOSUREJAX_BENCH_LATENT_STUDY"
+"""Environment variable naming the CPU-scale latent study workdir for the "latent" group."""
+
+
+def _flops(fn: Callable[..., Any], *args: Any) -> float:
+    """XLA's FLOP count of `fn(*args)` (loop-free functions only: XLA counts a loop body once,
+    so count models with `_unsliced`), from the lowered program; NaN where the backend gives
+    none."""
+    try:
+        analysis = jax.jit(fn).lower(*args).cost_analysis()
+    except Exception:  # noqa: BLE001 — an optional figure: some backends do not implement it
+        return math.nan
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", math.nan))
+
+
+def _unsliced(model: Any) -> Any:
+    """`model` without batch slices (`batch_chunk=None`): the same arithmetic in one call, so
+    that XLA's cost analysis sees the whole batch (a sliced network is a `lax.map` loop whose body
+    XLA counts once: on a CPU the P-CDM's FLOPs came out for 4 of 100 samples, the L-CDM
+    autoencoders' for 1)."""
+    return dataclasses.replace(model, batch_chunk=None)
+
+
+def _lcdm_config(configs: Configs, quick: bool) -> dict:
+    """Paper B's L-CDM config (`configs["paper_b_lcdm_joint"]`), tiny when `quick`."""
+    config = study_config(configs, "paper_b_lcdm_joint")
+    if quick:
+        config["data"]["coarse_size"] = 16
+        config["latent"].update(
+            ae_channels=(8, 16), ae_groups=4, ae_num_heads=2, width=8, modes=4, depth=2
+        )
+        config["latent"]["embed_dim"] = 16
+    return config
+
+
+def latent_benchmarks(
+    quick: bool, configs: Configs, study_workdir: str | None = None
+) -> list[BenchRecord]:
+    """Group "latent": cost of one P-CDM and one L-CDM closure sample; see the module docstring.
+
+    `quick`: tiny sizes for tests (16², batch 4, small networks); `configs`: paper_b,
+    paper_b_lcdm_joint and, used when the trained latent study is found in `study_workdir`
+    (default `LATENT_STUDY_ENV`), its config cpu_latent.
+    """
+    from closurejax.diffusion import latent_model
+    from closurejax.models import fno
+
+    config = _lcdm_config(configs, quick)
+    n = int(config["data"]["coarse_size"])
+    b = 4 if quick else 100
+    repeats = 2 if quick else 3
+    sampler = conditional.sampler_from_config(config["sampler"])  # paper B: EM, 10 steps, 0.4
+    key = jax.random.PRNGKey(0)
+    cond = {"omega": jax.random.normal(key, (b, n, n))}
+    init = jax.jit(lambda k, m: m.init(k, n), static_argnums=1)
+    out: list[BenchRecord] = []
+    common = dict(n=n, batch=b, sampler=sampler.name, nfe=sampler.nfe, t_max=sampler.t_max)
+
+    # P-CDM: paper B's physical-space model (ω only)
+    width, modes, embed = (8, 4, 16) if quick else (40, 6, 512)
+    pcdm = closure_model(pcdm_config(configs, width, modes, embed, ("omega",), "auto"))
+    p_params = init(key, pcdm)
+    p_sample = jax.jit(lambda p, k, c: pcdm.sample(p, k, c, sampler))
+    p_seconds = time_fn(p_sample, p_params, key, cond, repeats=repeats)["median"]
+    p_config = dict(
+        common,
+        model="P-CDM",
+        width=width,
+        modes=modes,
+        embed=embed,
+        params=fno.count_params(p_params),
+    )
+    p_features = jax.jit(pcdm.encode)(p_params, cond)
+    x = cond["omega"]
+    p_flat = _unsliced(pcdm)
+    p_config["flops_encode"] = _flops(p_flat.encode, p_params, cond)
+    p_config["flops_per_step"] = _flops(
+        lambda p, x, t, f: p_flat.score_fn(p, f)(x, t), p_params, x, jnp.full((b,), 0.1), p_features
+    )
+    p_config["flops"] = p_config["flops_encode"] + sampler.nfe * p_config["flops_per_step"]
+    out.append(record(f"latent/pcdm/sample/b{b}/seconds", p_seconds, "s", config=p_config))
+
+    # L-CDM: paper B's latent model (two autoencoders, latent FNO)
+    lcdm = latent_model.from_config(
+        config, {n_: {"mean": 0.0, "std": 1.0} for n_ in ("omega", "target")}
+    )
+    l_params = init(key, lcdm)
+    m = lcdm.latent_size(n)
+
+    def full(p: Any, k: jax.Array, c: dict) -> jax.Array:
+        return lcdm.sample(p, k, c, sampler)
+
+    def encode(p: Any, c: dict) -> jax.Array:
+        return lcdm.condition_features(p["score"], lcdm.encode(p, "omega", c["omega"]))
+
+    def latent_sampling(p: Any, k: jax.Array, features: jax.Array) -> jax.Array:
+        z, _ = sampler.sample(k, lcdm.score_fn(p["score"], features), lcdm.sde, (b, m, m))
+        return z
+
+    def decode(p: Any, z: jax.Array) -> jax.Array:
+        return lcdm.decode(p, "target", z)
+
+    features = jax.jit(encode)(l_params, cond)
+    z = jax.jit(latent_sampling)(l_params, key, features)
+    parts = {
+        "encode": (encode, (l_params, cond)),
+        "latent_sampling": (latent_sampling, (l_params, key, features)),
+        "decode": (decode, (l_params, z)),
+    }
+    part_seconds = {}
+    for name, (fn, args) in parts.items():
+        part_seconds[name] = time_fn(jax.jit(fn), *args, repeats=repeats)["median"]
+    l_seconds = time_fn(jax.jit(full), l_params, key, cond, repeats=repeats)["median"]
+    latent = config["latent"]
+    l_flat = _unsliced(lcdm)
+    step_flops = _flops(
+        lambda p, z, t, f: l_flat.score_fn(p["score"], f)(z, t),
+        l_params,
+        z,
+        jnp.full((b,), 0.1),
+        features,
+    )
+    part_flops = {
+        "encode": _flops(
+            lambda p, c: l_flat.condition_features(
+                p["score"], l_flat.encode(p, "omega", c["omega"])
+            ),
+            l_params,
+            cond,
+        ),
+        "latent_sampling": sampler.nfe * step_flops,
+        "decode": _flops(lambda p, z: l_flat.decode(p, "target", z), l_params, z),
+    }
+    l_config = dict(
+        common,
+        model="L-CDM",
+        latent=[m, m],
+        ae_channels=list(latent["ae_channels"]),
+        ae_attention=latent["ae_attention"],
+        width=latent["width"],
+        modes=latent["modes"],
+        embed=latent["embed_dim"],
+        params_per_autoencoder=fno.count_params(l_params["target_ae"]),
+        score_params=fno.count_params(l_params["score"]),
+        flops=sum(part_flops.values()),
+        part_flops=part_flops,
+    )
+    out.append(record(f"latent/lcdm/sample/b{b}/seconds", l_seconds, "s", config=l_config))
+    for name, seconds in part_seconds.items():
+        out.append(
+            record(
+                f"latent/lcdm/{name}/b{b}/seconds",
+                seconds,
+                "s",
+                config=dict(common, flops=l_config["part_flops"][name]),
+            )
+        )
+    out.append(
+        record(
+            f"latent/speedup/b{b}",
+            p_seconds / l_seconds,
+            "ratio",
+            target=3.0,
+            lower_is_better=False,
+            config=dict(
+                common,
+                pcdm_seconds=p_seconds,
+                lcdm_seconds=l_seconds,
+                pcdm_flops=p_config["flops"],
+                lcdm_flops=l_config["flops"],
+                paper_b_gpu_speedup=2.8,
+            ),
+        )
+    )
+    out += _latent_study_records(quick, configs, study_workdir)
+    return out
+
+
+def _latent_study_records(
+    quick: bool, configs: Configs, study_workdir: str | None
+) -> list[BenchRecord]:
+    """Offline accuracy of the trained CPU latent study's L-CDM and P-CDM (none if absent;
+    `configs["cpu_latent"]`: its config)."""
+    from closurejax.data import store
+    from closurejax.evaluation import offline
+    from closurejax.training import run
+
+    workdir = Path(
+        study_workdir or os.environ.get(LATENT_STUDY_ENV, "workdirs/cpu_study")
+    ).resolve()
+    if not ((workdir / "latent").exists() and (workdir / "score").exists()):
+        return []
+    config = study_config(configs, "cpu_latent")
+    config_pcdm = study_config(configs, "cpu_latent")
+    config_pcdm["model"]["kind"] = "score"
+    models = {"lcdm": run.load(config, workdir), "pcdm": run.load(config_pcdm, workdir)}
+    data = store.open_dataset(workdir / "dataset")
+    snapshots, members = (4, 3) if quick else (64, 10)
+    fields = offline.test_fields(data, ["omega", "target"], max_snapshots=snapshots)
+    sampler = conditional.sampler_from_config(config["sampler"])
+    key = jax.random.PRNGKey(config["seed"])
+    out = []
+    for name, (model, params) in models.items():
+        summary, _ = offline.evaluate_score_model(model, params, fields, sampler, members, key)
+        cost = offline.sample_cost(model, params, fields, sampler, key)
+        for metric in ("rel_error_sample", "rel_error_mean"):
+            out.append(
+                record(
+                    f"latent/study/{name}/{metric}",
+                    summary[metric],
+                    "rel",
+                    config=dict(
+                        study=str(workdir),
+                        snapshots=summary["num_snapshots"],
+                        members=members,
+                        crps=summary["crps"],
+                        spread_skill=summary["spread_skill"],
+                        seconds_per_sample=cost["seconds_per_sample"],
+                        cost_batch=cost["batch"],
+                    ),
+                )
+            )
+    return out
+
+
+CONFIGS: dict[str, tuple[str, ...]] = {"latent": ("cpu_latent", "paper_b", "paper_b_lcdm_joint")}
+"""The study configs each group of this module needs, by name (`Configs`)."""
+GROUPS: dict[str, Group] = {"latent": latent_benchmarks}
+"""The groups of this module by name."""

@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader therefore sees either the old file or the complete new one, never a partial write,
-even if the writing process is killed half-way (rename is atomic on POSIX file systems).
+even if the writing process is killed half-way (rename is atomic on POSIX file systems). The file
+gets the permissions a plain `open(path, "w")` would give it (0o666 less the process's umask),
+not the owner-only 0o600 of a temporary file.
 """
 
 from __future__ import annotations
@@ -29,12 +31,20 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it; there is no getter before 3.13)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> Path:
     """Calls `writer(f)` on a temporary binary file next to `path`, then renames it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()

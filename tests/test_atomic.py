@@ -32,3 +32,21 @@ def test_tagged_meta_reads_the_meta_whatever_its_fingerprint(tmp_path) -> None:
     atomic.save_npz(tmp_path / "list.npz", meta=np.array("[1, 2]"))  # a meta that is no dict
     assert atomic.tagged_meta(tmp_path / "list.npz") is None
     assert atomic.load_tagged_npz(tmp_path / "list.npz", "abc") is None
+
+
+def test_written_files_get_the_permissions_of_a_plain_write(tmp_path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        for path in (
+            atomic.write_json(tmp_path / "a.json", {"x": 1}),
+            atomic.save_tagged_npz(tmp_path / "b.npz", {"fingerprint": "t"}, x=np.zeros(2)),
+        ):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640, path  # not mkstemp's 0o600
+        with open(tmp_path / "plain", "w"):
+            pass
+        assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

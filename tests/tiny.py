@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from experiments.configs import demo
 
 TINY_DATA = dict(
@@ -46,3 +49,13 @@ def tiny_online(fine: int = 32, coarse: int = 32) -> dict:
         animation=True,
     )
     return config
+
+
+def tiny_online_study(tmp_path_factory: Any) -> tuple[dict, Path]:
+    """(config, workdir) of a generated `tiny_online()` dataset: the online tests' study."""
+    from closurejax.data import generate
+
+    workdir = tmp_path_factory.mktemp("online")
+    config = tiny_online()
+    generate.generate(config, workdir, show_progress=False, log=lambda _: None)
+    return config, workdir

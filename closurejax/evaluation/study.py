@@ -263,6 +263,30 @@ def _at(times: Sequence[float], values: Sequence[float | None], at: Sequence[flo
     return [values[int(np.argmin(np.abs(times - t)))] for t in at]
 
 
+def _add_diffusion_run(
+    summary: dict[str, Any], folder: Path, name: str, times_at: Sequence[float]
+) -> dict[str, Any] | None:
+    """Adds the diffusion source of the online run in `folder` to `summary["online"]` as `name`
+    (ensemble-mean error), `name_member`, `name_spread_skill`, `name_crps` and its seconds;
+    returns that run's results (None, adding nothing, if it has not run)."""
+    path = folder / "results.json"
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    entry = results["sources"]["diffusion"]
+    m = entry["metrics"]
+    online = summary.setdefault("online", {"t": list(times_at), "seconds": {}})
+    for suffix, metric in (
+        ("", "ensemble_mean_relative_error"),
+        ("_member", "relative_error_mean_member"),
+        ("_spread_skill", "spread_skill"),
+        ("_crps", "crps"),
+    ):
+        online[f"{name}{suffix}"] = _at(results["times"], m[metric], times_at)
+    online.setdefault("seconds", {})[name] = entry["seconds"]
+    return results
+
+
 def summarize(
     config: Mapping[str, Any],
     workdir: str | Path,
@@ -308,32 +332,10 @@ def summarize(
                 online[f"{name}_crps"] = _at(results["times"], m["crps"], times_at)
             online["seconds"][name] = entry["seconds"]
         summary["online"] = online
-    fast_path = workdir / fast_folder / "results.json"
-    if fast_path.exists():
-        results = json.loads(fast_path.read_text())
-        entry = results["sources"]["diffusion"]
-        m = entry["metrics"]
-        online = summary.setdefault("online", {"t": times_at, "seconds": {}})
-        online["diffusion_fast"] = _at(
-            results["times"], m["ensemble_mean_relative_error"], times_at
-        )
-        online["diffusion_fast_spread_skill"] = _at(results["times"], m["spread_skill"], times_at)
-        online.setdefault("seconds", {})["diffusion_fast"] = entry["seconds"]
-        online["fast_sampler"] = results["config"]["sampler"]
-    coherent_path = workdir / COHERENT_FOLDER / "results.json"
-    if coherent_path.exists():
-        results = json.loads(coherent_path.read_text())
-        entry = results["sources"]["diffusion"]
-        m = entry["metrics"]
-        online = summary.setdefault("online", {"t": times_at, "seconds": {}})
-        for suffix, metric in (
-            ("", "ensemble_mean_relative_error"),
-            ("_member", "relative_error_mean_member"),
-            ("_spread_skill", "spread_skill"),
-            ("_crps", "crps"),
-        ):
-            online[f"diffusion_coherent{suffix}"] = _at(results["times"], m[metric], times_at)
-        online.setdefault("seconds", {})["diffusion_coherent"] = entry["seconds"]
+    fast = _add_diffusion_run(summary, workdir / fast_folder, "diffusion_fast", times_at)
+    if fast is not None:
+        summary["online"]["fast_sampler"] = fast["config"]["sampler"]
+    _add_diffusion_run(summary, workdir / COHERENT_FOLDER, "diffusion_coherent", times_at)
     summary["wall_seconds"] = {
         stage: seconds for stage in STAGES if (seconds := timings.wall_seconds(stage)) is not None
     }

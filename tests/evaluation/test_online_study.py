@@ -8,20 +8,16 @@ import json
 import pytest
 
 from closurejax import atomic
-from closurejax.data import generate
 from closurejax.evaluation import online_study
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import sources
 from closurejax.training import run
-from tests.tiny import tiny_online
+from tests.tiny import tiny_online_study
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("online")
-    config = tiny_online()
-    generate.generate(config, workdir, show_progress=False, log=lambda _: None)
-    return config, workdir
+    return tiny_online_study(tmp_path_factory)
 
 
 def test_sources_from_checkpoints_and_the_online_study(study) -> None:

@@ -11,15 +11,12 @@ import pytest
 from closurejax.data import generate, store
 from closurejax.physics import navier_stokes as ns
 from closurejax.simulation import coupled, online, sources
-from tests.tiny import tiny_online
+from tests.tiny import tiny_online, tiny_online_study
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("online")
-    config = tiny_online()
-    generate.generate(config, workdir, show_progress=False, log=lambda _: None)
-    return config, workdir
+    return tiny_online_study(tmp_path_factory)
 
 
 def test_spec_validation() -> None:

@@ -89,6 +89,13 @@ std 0.27. Normalise the targets so their conditional mean and spread are well be
 (``predictor_corrector``, which starts by correcting at ``t_max`` and recovered mean 0.70 and
 std 0.30 in the same test). The tests check these formulas with exact scores.
 
+**Pieces.** A sampler is a time grid (``time_grid``: a schedule of ``closurejax.diffusion.
+schedules`` makes the array of times) and an ``Integrator`` that walks it from a start state
+(``walk(key, score_fn, sde, x, times, *, final_zero, **settings) -> x_0``, with its NFE count
+and whether it draws noise); ``make_sampler(integrator)`` joins them under the signature above,
+so a new sampler is one walk function and an ``INTEGRATORS`` entry, and a new schedule one grid
+function.
+
 All samplers are pure functions: ``jax.jit`` them with ``score_fn``, ``sde``, ``shape`` and the
 settings closed over or static, and ``jax.vmap`` them over keys or ``x_init``.
 """
@@ -99,7 +106,7 @@ import dataclasses
 import functools
 import numbers
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -108,15 +115,19 @@ from closurejax.diffusion.schedules import get_schedule
 from closurejax.diffusion.sde import SDE, broadcast_to_state
 
 __all__ = [
+    "INTEGRATORS",
     "PAPER_A_SAMPLER",
     "PAPER_B_SAMPLER",
     "SAMPLERS",
+    "Integrator",
     "SamplerConfig",
     "dpm_solver",
     "euler_maruyama",
     "get_sampler",
     "heun_ode",
+    "make_sampler",
     "predictor_corrector",
+    "time_grid",
 ]
 
 Array = jax.Array
@@ -194,46 +205,17 @@ def _step_inputs(times: Array, num: int) -> tuple[Array, Array, Array]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Samplers
+# Integrators: how a sampler walks a time grid
 # --------------------------------------------------------------------------------------------------
 
 
-def euler_maruyama(
-    key: Array,
-    score_fn: ScoreFn,
-    sde: SDE,
-    shape: tuple[int, ...],
-    *,
-    num_steps: int = 10,
-    t_min: float | None = None,
-    t_max: float | None = None,
-    schedule: str = "karras",
-    rho: float = 7.0,
-    final_zero: bool = True,
-    x_init: Array | None = None,
-    prior_data_std: float = 0.0,
-) -> tuple[Array, int]:
-    """Euler–Maruyama for the reverse SDE (papers A/B; module docstring). ``nfe = num_steps``.
-
-    Args:
-        key: PRNG key for the prior draw and the step noise.
-        score_fn: ``(x [B, ...], t [B]) -> [B, ...]``.
-        sde: the forward SDE.
-        shape: ``(B, ...)`` of the sample.
-        num_steps, t_min, t_max, schedule, rho, final_zero: the time grid
-            (``closurejax.diffusion.schedules``; ``t_min, t_max`` default to the SDE's). These are
-            static Python values (the grid is compiled once per setting), not traced arrays.
-        x_init: optional start state ``[shape]`` at ``t_max`` (else a prior draw).
-        prior_data_std: ``data_std`` of ``sde.prior_sample``.
-
-    Returns:
-        ``(x_0 [shape], nfe)``.
-    """
-    shape = _check_shape(shape)
-    times = _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
-    prior_key, noise_key = jax.random.split(key)
-    x = _initial_state(prior_key, sde, shape, times[0], x_init, prior_data_std)
-    keys = jax.random.split(noise_key, num_steps)
+def _em_walk(
+    key: Array, score_fn: ScoreFn, sde: SDE, x: Array, times: Array, *, final_zero: bool
+) -> Array:
+    """Euler–Maruyama for the reverse SDE (papers A/B; module docstring) over ``times``."""
+    del final_zero  # the last step (to 0 or not) is noiseless either way
+    shape, num_steps = x.shape, times.shape[0] - 1
+    keys = jax.random.split(key, num_steps)
     t_cur, t_next, is_last = _step_inputs(times, num_steps)
 
     def step(x: Array, inputs: tuple[Array, Array, Array, Array]) -> tuple[Array, None]:
@@ -245,42 +227,24 @@ def euler_maruyama(
         return jnp.where(last, x_mean, x_mean + noise), None
 
     x, _ = jax.lax.scan(step, x, (t_cur, t_next, is_last, keys))
-    return x, num_steps
+    return x
 
 
-def predictor_corrector(
+def _pc_walk(
     key: Array,
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    x: Array,
+    times: Array,
     *,
-    num_steps: int = 10,
-    t_min: float | None = None,
-    t_max: float | None = None,
-    schedule: str = "karras",
-    rho: float = 7.0,
-    final_zero: bool = True,
-    x_init: Array | None = None,
-    prior_data_std: float = 0.0,
+    final_zero: bool,
     predictor: Literal["euler_maruyama", "reverse_diffusion"] = "reverse_diffusion",
     corrector_steps: int = 1,
     snr: float = 0.16,
     langevin_norm: Literal["batch", "sample"] = "batch",
-) -> tuple[Array, int]:
-    """Predictor–corrector sampling (Song et al. 2021, Alg. 4/5; module docstring).
-
-    Args:
-        key, score_fn, sde, shape, num_steps, t_min, t_max, schedule, rho, final_zero, x_init,
-            prior_data_std: as for ``euler_maruyama``.
-        predictor: ``"reverse_diffusion"`` or ``"euler_maruyama"``.
-        corrector_steps: Langevin steps per time step, ``>= 0``.
-        snr: Langevin signal-to-noise ratio ``r`` (Song et al. use 0.16 for VE, 0.01 for VP).
-        langevin_norm: ``"batch"`` or ``"sample"`` (module docstring).
-
-    Returns:
-        ``(x_0 [shape], nfe)`` with ``nfe = num_steps (1 + corrector_steps)``.
-    """
-    shape = _check_shape(shape)
+) -> Array:
+    """Predictor–corrector (Song et al. 2021, Alg. 4/5; module docstring) over ``times``."""
+    del final_zero
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
     if langevin_norm not in LANGEVIN_NORMS:
@@ -289,10 +253,8 @@ def predictor_corrector(
         raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
     if not (isinstance(snr, numbers.Real) and snr > 0):
         raise ValueError(f"snr must be a number > 0, got {snr!r}")
-    times = _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
-    prior_key, noise_key = jax.random.split(key)
-    x = _initial_state(prior_key, sde, shape, times[0], x_init, prior_data_std)
-    keys = jax.random.split(noise_key, (num_steps, corrector_steps + 1))
+    shape, num_steps = x.shape, times.shape[0] - 1
+    keys = jax.random.split(key, (num_steps, corrector_steps + 1))
     t_cur, t_next, is_last = _step_inputs(times, num_steps)
     axes = tuple(range(1, len(shape)))
     tiny = jnp.finfo(x.dtype).tiny
@@ -331,43 +293,29 @@ def predictor_corrector(
         return jnp.where(last, x_mean, x_mean + noise), None
 
     x, _ = jax.lax.scan(step, x, (t_cur, t_next, is_last, keys))
-    return x, num_steps * (1 + corrector_steps)
+    return x
 
 
-def heun_ode(
-    key: Array,
+def _heun_walk(
+    key: None,
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    x: Array,
+    times: Array,
     *,
-    num_steps: int = 10,
-    t_min: float | None = None,
-    t_max: float | None = None,
-    schedule: str = "karras",
-    rho: float = 7.0,
-    final_zero: bool = True,
-    x_init: Array | None = None,
-    prior_data_std: float = 0.0,
+    final_zero: bool,
     time_variable: Literal["noise_level", "sde_time"] = "noise_level",
-) -> tuple[Array, int]:
-    """Heun's method on the probability-flow ODE (Karras et al. 2022, Alg. 1; module docstring).
-
-    Arguments as for ``euler_maruyama`` (``key`` is used only for the prior draw), and
-    ``time_variable``: ``"noise_level"`` (Karras et al.'s choice) integrates
-    ``d x_hat / d s = -sigma(t) score(alpha x_hat, t)`` for ``x_hat = x / alpha`` in the noise level
-    ``s = sigma / alpha``; ``"sde_time"`` integrates ``dx/dt = f - 1/2 g^2 score`` in ``t``. The
-    grid points are the same; only the variable each step is linear in differs.
-
-    Returns:
-        ``(x_0 [shape], nfe)``, ``nfe = 2 num_steps - 1`` (``2 num_steps`` if ``final_zero=False``).
-    """
-    shape = _check_shape(shape)
+) -> Array:
+    """Heun's method on the probability-flow ODE (Karras et al. 2022, Alg. 1; module docstring):
+    ``"noise_level"`` integrates ``d x_hat / d s = -sigma(t) score(alpha x_hat, t)`` for
+    ``x_hat = x / alpha`` in ``s = sigma / alpha`` (Karras et al.'s choice); ``"sde_time"``
+    integrates ``dx/dt = f - 1/2 g^2 score`` in ``t``. Same grid points, another linear variable."""
+    del key  # deterministic
     if time_variable not in HEUN_TIME_VARIABLES:
         raise ValueError(
             f"time_variable must be one of {HEUN_TIME_VARIABLES}, got {time_variable!r}"
         )
-    times = _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
-    x = _initial_state(key, sde, shape, times[0], x_init, prior_data_std)
+    shape, num_steps = x.shape, times.shape[0] - 1
     alpha = sde.mean_coeff(times)
     if time_variable == "noise_level":
         # s = sigma / alpha, exactly 0 at t = 0 (where the log-SNR is infinite).
@@ -398,32 +346,15 @@ def heun_ode(
         x = x + (clock[-1] - clock[-2]) * slope(x, times[-2])
     if time_variable == "noise_level":
         x = alpha[-1] * x
-    return x, (2 * num_steps - 1) if final_zero else 2 * num_steps
+    return x
 
 
-def dpm_solver(
-    key: Array,
-    score_fn: ScoreFn,
-    sde: SDE,
-    shape: tuple[int, ...],
-    *,
-    num_steps: int = 10,
-    t_min: float | None = None,
-    t_max: float | None = None,
-    schedule: str = "karras",
-    rho: float = 7.0,
-    final_zero: bool = True,
-    x_init: Array | None = None,
-    prior_data_std: float = 0.0,
-) -> tuple[Array, int]:
-    """DPM-Solver++(2M) on the probability-flow ODE (Lu et al. 2022; module docstring).
-
-    Arguments as for ``euler_maruyama`` (``key`` is used only for the prior draw). Returns
-    ``(x_0 [shape], nfe)``, ``nfe = num_steps``.
-    """
-    shape = _check_shape(shape)
-    times = _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
-    x = _initial_state(key, sde, shape, times[0], x_init, prior_data_std)
+def _dpm_walk(
+    key: None, score_fn: ScoreFn, sde: SDE, x: Array, times: Array, *, final_zero: bool
+) -> Array:
+    """DPM-Solver++(2M) on the probability-flow ODE (Lu et al. 2022; module docstring)."""
+    del key  # deterministic
+    shape, num_steps = x.shape, times.shape[0] - 1
 
     def denoise(x: Array, t: Array) -> Array:
         alpha, sigma = sde.marginal(t)
@@ -460,8 +391,111 @@ def dpm_solver(
     (x, _, _), _ = jax.lax.scan(step, carry0, inputs)
     if final_zero:
         x = sde.mean_coeff(times[-1]) * denoise(x, times[-2])
-    return x, num_steps
+    return x
 
+
+@dataclasses.dataclass(frozen=True)
+class Integrator:
+    """How a sampler walks a decreasing time grid: the one piece a new sampler adds.
+
+    Attributes:
+        walk: ``walk(key, score_fn, sde, x [shape], times [N + 1], *, final_zero, **settings)
+            -> x_0 [shape]`` from the start state ``x`` at ``times[0]``; ``key`` is the walk's
+            own noise (None for a deterministic walk).
+        stochastic: whether the walk draws noise; the sampler's key is then split into the
+            prior's and the walk's (``split(key)``), else it serves the prior draw alone.
+        nfe: ``nfe(num_steps, final_zero, settings) -> int``, the score evaluations of a walk.
+        settings: the ``SamplerConfig`` fields the walk takes besides ``final_zero``.
+    """
+
+    walk: Callable[..., Array]
+    stochastic: bool
+    nfe: Callable[[int, bool, dict[str, Any]], int]
+    settings: tuple[str, ...] = ()
+
+
+INTEGRATORS: dict[str, Integrator] = {
+    "euler_maruyama": Integrator(_em_walk, True, lambda n, fz, s: n),
+    "predictor_corrector": Integrator(
+        _pc_walk,
+        True,
+        lambda n, fz, s: n * (1 + int(s.get("corrector_steps", 1))),
+        ("predictor", "corrector_steps", "snr", "langevin_norm"),
+    ),
+    "heun_ode": Integrator(
+        _heun_walk, False, lambda n, fz, s: 2 * n - 1 if fz else 2 * n, ("time_variable",)
+    ),
+    "dpm_solver": Integrator(_dpm_walk, False, lambda n, fz, s: n),
+}
+"""The integrators by sampler name (module docstring); ``make_sampler`` turns one into a sampler."""
+
+
+def time_grid(
+    sde: SDE,
+    num_steps: int = 10,
+    t_min: float | None = None,
+    t_max: float | None = None,
+    schedule: str = "karras",
+    rho: float = 7.0,
+    final_zero: bool = True,
+) -> Array:
+    """The ``[num_steps + 1]`` decreasing time grid a sampler walks (``closurejax.diffusion.
+    schedules``; ``t_min``, ``t_max`` default to the SDE's)."""
+    return _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
+
+
+def make_sampler(integrator: Integrator) -> Callable[..., tuple[Array, int]]:
+    """The sampler of ``integrator``: builds the time grid, draws (or checks) the start state and
+    walks the grid. Its signature is every sampler's::
+
+        sampler(key, score_fn, sde, shape, *, num_steps=10, t_min=None, t_max=None,
+                schedule="karras", rho=7.0, final_zero=True, x_init=None, prior_data_std=0.0,
+                **settings) -> (x_0 [shape], nfe)
+
+    ``num_steps, t_min, t_max, schedule, rho, final_zero`` make the grid (static Python values:
+    it is compiled once per setting), ``x_init`` is an optional start state ``[shape]`` at
+    ``t_max`` (else a prior draw with ``prior_data_std``), ``settings`` go to the walk.
+    """
+
+    def sampler(
+        key: Array,
+        score_fn: ScoreFn,
+        sde: SDE,
+        shape: tuple[int, ...],
+        *,
+        num_steps: int = 10,
+        t_min: float | None = None,
+        t_max: float | None = None,
+        schedule: str = "karras",
+        rho: float = 7.0,
+        final_zero: bool = True,
+        x_init: Array | None = None,
+        prior_data_std: float = 0.0,
+        **settings: object,
+    ) -> tuple[Array, int]:
+        shape = _check_shape(shape)
+        unknown = sorted(set(settings) - set(integrator.settings))
+        if unknown:
+            raise TypeError(
+                f"unexpected sampler settings {unknown}; allowed: {integrator.settings}"
+            )
+        times = _time_grid(sde, num_steps, t_min, t_max, schedule, rho, final_zero)
+        if integrator.stochastic:
+            prior_key, walk_key = jax.random.split(key)
+        else:
+            prior_key, walk_key = key, None
+        x = _initial_state(prior_key, sde, shape, times[0], x_init, prior_data_std)
+        x = integrator.walk(walk_key, score_fn, sde, x, times, final_zero=final_zero, **settings)
+        return x, integrator.nfe(num_steps, final_zero, settings)
+
+    sampler.__doc__ = f"{integrator.walk.__doc__}\n\nA sampler of ``make_sampler``: see there."
+    return sampler
+
+
+euler_maruyama = make_sampler(INTEGRATORS["euler_maruyama"])
+predictor_corrector = make_sampler(INTEGRATORS["predictor_corrector"])
+heun_ode = make_sampler(INTEGRATORS["heun_ode"])
+dpm_solver = make_sampler(INTEGRATORS["dpm_solver"])
 
 SAMPLERS: dict[str, Callable[..., tuple[Array, int]]] = {
     "euler_maruyama": euler_maruyama,
@@ -531,12 +565,9 @@ class SamplerConfig:
     @property
     def nfe(self) -> int:
         """Score evaluations one call makes (known without running it)."""
-        n = self.num_steps
-        if self.name == "predictor_corrector":
-            return n * (1 + self.corrector_steps)
-        if self.name == "heun_ode":
-            return 2 * n - 1 if self.final_zero else 2 * n
-        return n
+        integrator = INTEGRATORS[self.name]
+        settings = {f: getattr(self, f) for f in integrator.settings}
+        return integrator.nfe(self.num_steps, self.final_zero, settings)
 
     def settings(self) -> dict[str, object]:
         """Keyword arguments for the named sampler function."""
@@ -549,15 +580,7 @@ class SamplerConfig:
             "final_zero": self.final_zero,
             "prior_data_std": self.prior_data_std,
         }
-        if self.name == "predictor_corrector":
-            common.update(
-                predictor=self.predictor,
-                corrector_steps=self.corrector_steps,
-                snr=self.snr,
-                langevin_norm=self.langevin_norm,
-            )
-        if self.name == "heun_ode":
-            common.update(time_variable=self.time_variable)
+        common.update({f: getattr(self, f) for f in INTEGRATORS[self.name].settings})
         return common
 
     def sample(

@@ -431,3 +431,43 @@ def test_sampler_config_dispatch_and_presets() -> None:
 def test_validation(call: Callable, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_new_sampler_is_one_walk_over_the_shared_time_grid():
+    """`make_sampler` joins a walk to the time grid and the prior: a one-step Tweedie denoiser
+    built from a four-line walk returns E[x_0 | x_{t_max}] = x_T·s²/(s²+σ_T²) for a centred
+    Gaussian target of std s (exact score), and equals the walk called by hand."""
+    s = 0.3
+
+    def score(x, t):
+        var = s**2 + VE.marginal(t)[1] ** 2
+        return -x / broadcast_to_state(var, x)
+
+    def tweedie(key, score_fn, sde, x, times, *, final_zero, scale=1.0):
+        del key, final_zero
+        t = jnp.full((x.shape[0],), times[0])
+        return scale * (x + VE.marginal(times[0])[1] ** 2 * score_fn(x, t))
+
+    one_step = samplers.Integrator(
+        tweedie, stochastic=False, nfe=lambda n, fz, st: 1, settings=("scale",)
+    )
+    sample = samplers.make_sampler(one_step)
+    key, shape = jax.random.PRNGKey(0), (4000, 1)
+    x, nfe = sample(key, score, VE, shape, num_steps=3, t_max=0.1)
+    assert nfe == 1
+    times = samplers.time_grid(VE, 3, None, 0.1)
+    start = VE.prior_sample(key, shape, times[0], 0.0)  # deterministic walk: the key is the prior's
+    np.testing.assert_array_equal(x, tweedie(None, score, VE, start, times, final_zero=True))
+    sigma_t = float(VE.marginal(times[0])[1])
+    np.testing.assert_allclose(x, start * s**2 / (s**2 + sigma_t**2), rtol=1e-5)
+    halved, _ = sample(key, score, VE, shape, num_steps=3, t_max=0.1, scale=0.5)
+    np.testing.assert_allclose(halved, 0.5 * x, rtol=1e-6)
+    with pytest.raises(TypeError, match=r"unexpected sampler settings \['snr'\]"):
+        sample(key, score, VE, shape, snr=0.1)
+    # the grid is the schedule's
+    from closurejax.diffusion import schedules
+
+    np.testing.assert_array_equal(
+        samplers.time_grid(VE, 5, 1e-3, 0.1, "uniform"),
+        schedules.uniform(5, 1e-3, 0.1, VE, final_zero=True),
+    )

@@ -199,15 +199,22 @@ def interrupt(
 ) -> tuple[int, str, str]:
     """Runs ``experiments/<launcher>.py *args``, sends it SIGINT (Ctrl-C) once `started()` is
     true (polled), and returns (exit status, stdout, stderr)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "experiments" / f"{launcher}.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**fake_devices_env(1), "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    # Ctrl-C as at a terminal: a test run started in the background (`cmd &`) has SIGINT ignored,
+    # which its children would inherit (and Python then leaves ignored); a caught signal is
+    # reset to the default at exec, so the launcher starts with Python's KeyboardInterrupt
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "experiments" / f"{launcher}.py"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**fake_devices_env(1), "PYTHONUNBUFFERED": "1"},
+            cwd=tmp_path,
+        )
+    finally:
+        signal.signal(signal.SIGINT, outer)
     try:
         deadline = time.monotonic() + 240
         while not started():

@@ -27,11 +27,14 @@ run, kept for inspection; their steps are saved afresh) and warns once, naming t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,31 @@ _STATE = "state"
 _METADATA = "metadata"
 _CHECKSUM = "state_sha256"
 _CORRUPT_SUFFIX = "_corrupt"
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Holds a Ctrl-C (SIGINT) until the block ends, then delivers it to the previous handler.
+
+    A save, or a wait on one, is never cut in half: interrupted inside, orbax logs its own
+    traceback and leaves the step unfinished, whereas deferred the checkpoint completes and the
+    interrupt names it. Only the main thread can set signal handlers; elsewhere the block runs
+    as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if previous is signal.default_int_handler:
+                raise KeyboardInterrupt
+            if callable(previous):
+                previous(signal.SIGINT, None)
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -212,13 +240,14 @@ class CheckpointManager:
         meta["step"] = step
         meta["signature"] = tree_signature(state)
         meta[_CHECKSUM] = tree_digest(state)
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(meta)}
-            ),
-            force=True,
-        )
+        with _interrupts_deferred():
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(meta)}
+                ),
+                force=True,
+            )
         return step
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
@@ -375,8 +404,10 @@ class CheckpointManager:
                 )
 
     def wait(self) -> None:
-        """Blocks until every pending (asynchronous) save is on disk."""
-        self._manager.wait_until_finished()
+        """Blocks until every pending (asynchronous) save is on disk; a Ctrl-C meanwhile takes
+        effect once it is (`_interrupts_deferred`)."""
+        with _interrupts_deferred():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Finishes pending saves and releases the manager's resources."""

@@ -323,3 +323,29 @@ def test_tree_digest_covers_bytes_shapes_and_paths() -> None:
     assert tree_digest(renamed) != digest
     reshaped = {"a": np.zeros((2, 3), np.float32)}
     assert tree_digest(reshaped) != tree_digest({"a": np.zeros((3, 2), np.float32)})
+
+
+def test_a_ctrl_c_during_a_save_waits_for_it_and_then_interrupts(tmp_path) -> None:
+    import os
+    import signal
+
+    from closurejax.training import checkpoint
+
+    manager = CheckpointManager(tmp_path / "ckpt", keep=2)
+    state = bump(make_state(), 3)
+    finished = []
+    # Python's own handler, as at a terminal (a run started with `cmd &` ignores SIGINT)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with checkpoint._interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)  # arrives inside the block
+                manager.save(state)
+                manager.wait()
+                finished.append(True)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert finished == [True]  # the block ran to its end before the interrupt was delivered
+    assert manager.latest_step() == int(state.step)
+    manager.close()

@@ -98,27 +98,19 @@ def _as_dict(config: Any) -> dict[str, Any]:
     return config.to_dict() if hasattr(config, "to_dict") else json.loads(json.dumps(config))
 
 
-def _with_kind(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+def _with(config: Mapping[str, Any], section: str, **values: Any) -> dict[str, Any]:
+    """A JSON copy of `config` with `values` set in its `section`."""
     out = json.loads(json.dumps(config))
-    out["model"]["kind"] = kind
+    out[section].update(values)
     return out
+
+
+def _with_kind(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return _with(config, "model", kind=kind)
 
 
 COHERENT_FOLDER = "simulation_coherent"
 """Folder of the "online_coherent" stage in the workdir."""
-
-
-def _coherent_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(config))
-    out["simulation"]["sampler_noise"] = "member"
-    return out
-
-
-def _fast_config(config: Mapping[str, Any], sampler: str, nfe: int) -> dict[str, Any]:
-    out = json.loads(json.dumps(config))
-    out["sampler"]["name"] = sampler
-    out["sampler"]["num_steps"] = int(nfe)
-    return out
 
 
 class _Timings:
@@ -224,7 +216,7 @@ def run_study(
             config, workdir, show_progress=show_progress, log=log
         ),
         "online_fast": lambda: online_study.run_online(
-            _fast_config(config, fast_name, fast_nfe),
+            _with(config, "sampler", name=fast_name, num_steps=int(fast_nfe)),
             workdir,
             source_names=("diffusion",),
             show_progress=show_progress,
@@ -232,7 +224,7 @@ def run_study(
             folder=fast_folder,
         ),
         "online_coherent": lambda: online_study.run_online(
-            _coherent_config(config),
+            _with(config, "simulation", sampler_noise="member"),
             workdir,
             source_names=("diffusion",),
             show_progress=show_progress,

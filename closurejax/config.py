@@ -37,20 +37,19 @@ Fields:
     latent_model; the model section then describes the P-CDM it is compared with, and
     model.conditions must be ("omega",)) — training_mode ("joint": one optimiser over both
     autoencoders and the latent score | "two_stage": autoencoders first for stage1_epochs, then the
-    latent score on the frozen latents for training.num_epochs), ae_channels ((64, 128, 256): one
-    downsampling per step, n² → (n/(f·2^L))², L = len − 1), ae_num_res_blocks (1; 0 = levels
-    without ResBlocks), ae_attention (True), ae_num_heads (8), ae_groups (GroupNorm, 32), ae_stem
-    ("conv": paper B's full-resolution Conv3x3 | "space_to_depth" | "strided": cost-designed
+    latent score on the frozen latents for training.num_epochs or num_steps), ae_channels ((64, 128,
+    256): one downsampling per step, n² → (n/(f·2^L))², L = len − 1), ae_num_res_blocks (1; 0 =
+    levels without ResBlocks), ae_attention (True), ae_num_heads (8), ae_groups (GroupNorm, 32),
+    ae_stem ("conv": paper B's full-resolution Conv3x3 | "space_to_depth" | "strided": cost-designed
     stems, closurejax.models.autoencoder) and ae_stem_factor (f: 1 for "conv", 2 or 4 otherwise;
-    named presets: closurejax.diffusion.latent_model.AE_PRESETS), latent_channels (1), width
-    (20), modes (4), depth (4), embed_dim (256), embed_scale (30) of the latent FNO score
-    network, loss_weights
-    ((w_H, w_ω, w_s, w_KL) = (10, 0.1, 0.1, 0.01) of the joint loss), stage1_weights ((w_H, w_ω,
-    w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500), kl_eps (1e-8),
-    dsm_target_grad (True: paper B, the DSM term also trains the target encoder; False: it does
-    not), kl_reduction ("mean" over latent entries | "sum": like the DSM term) — at the defaults
-    the joint latents collapse (spread ≪ the sampler's σ), with "sum" they keep an O(1) spread
-    (closurejax.diffusion.latent, issue 11).
+    named presets: closurejax.diffusion.latent_model.AE_PRESETS), latent_channels (1), width (20),
+    modes (4), depth (4), embed_dim (256), embed_scale (30) of the latent FNO score network,
+    loss_weights ((w_H, w_ω, w_s, w_KL) = (10, 0.1, 0.1, 0.01) of the joint loss), stage1_weights
+    ((w_H, w_ω, w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500),
+    kl_eps (1e-8), dsm_target_grad (True: paper B, the DSM term also trains the target encoder;
+    False: it does not), kl_reduction ("mean" over latent entries | "sum": like the DSM term) — at
+    the defaults the joint latents collapse (spread ≪ the sampler's σ), with "sum" they keep an O(1)
+    spread (closurejax.diffusion.latent, issue 11).
   diffusion: sde ("ve" | "vp"), sigma (VE σ: 26 in paper A, 30 in paper B), beta_min/beta_max
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
@@ -65,7 +64,9 @@ Fields:
     "euler_maruyama"), corrector_steps (1), snr (0.16) and langevin_norm ("batch" | "sample") of
     the predictor–corrector sampler, time_variable ("noise_level" | "sde_time") of heun_ode.
   training: batch_size (200), learning_rate (1e-3), schedule ("step": ×decay_factor (0.5)
-    every decay_every_epochs (200) | "cosine" | "constant"), num_epochs (1000), warmup_steps,
+    every decay_every_epochs (200) | "cosine" | "constant"), num_epochs (1000), num_steps (0:
+    num_epochs × steps per epoch; > 0: the run's length in steps, e.g. a wall-clock budget
+    turned into steps by closurejax.evaluation.frontier), warmup_steps,
     grad_clip_norm (0 = off), ema_decay (0.999; 0 = off), weight_decay, checkpoint_every (steps),
     keep (checkpoints kept), log_every (steps), seed.
   evaluation: ensemble_size (samples per test snapshot), max_snapshots (0 = all test snapshots),
@@ -82,6 +83,16 @@ Fields:
     "latent", "regression", "reference" (the DNS's exact closure: an upper bound),
     "smagorinsky" (Π only)), figure_times (field panels at these times, 35/40/45/50 s),
     animation (write a GIF of reference / closure / no closure).
+
+A frontier config (closurejax.evaluation.frontier: several closure models trained for one
+wall-clock budget and scored side by side) adds the section `frontier_section()`:
+  frontier: models ({name: {section: {field: value}}}: each model's overrides of the config's
+    other sections, e.g. {"model": {"kind": "latent"}, "latent": {"ae_stem": …}}), train_seconds
+    (the training budget of every model on the machine that runs it, 1800), plan_steps (timed
+    training steps per model when the budget is turned into steps, 5), samplers (((name, NFE),
+    …): each model is scored with each; ("euler_maruyama", 10), ("dpm_solver", 2),
+    ("dpm_solver", 4)), timing_batches (closure samples per timed call, (1, 100)),
+    timing_repeats (timed calls per batch, median, 3).
 """
 
 from __future__ import annotations
@@ -209,6 +220,7 @@ def base_config() -> ml_collections.ConfigDict:
             decay_factor=0.5,
             decay_every_epochs=200,
             num_epochs=1000,
+            num_steps=0,
             warmup_steps=0,
             grad_clip_norm=0.0,
             ema_decay=0.999,
@@ -238,3 +250,17 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
     return config
+
+
+def frontier_section() -> ml_collections.ConfigDict:
+    """Defaults of the `frontier` section (module docstring); `models` is empty."""
+    return ml_collections.ConfigDict(
+        dict(
+            models=ml_collections.ConfigDict(),
+            train_seconds=1800.0,
+            plan_steps=5,
+            samplers=(("euler_maruyama", 10), ("dpm_solver", 2), ("dpm_solver", 4)),
+            timing_batches=(1, 100),
+            timing_repeats=3,
+        )
+    )

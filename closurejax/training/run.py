@@ -75,8 +75,15 @@ Model = conditional.ClosureModel | latent_model.LatentDiffusionModel
 
 
 def optim_from_config(training: Mapping[str, Any]) -> trainer_lib.OptimConfig:
-    """`OptimConfig` from the `training` config section."""
+    """`OptimConfig` from the `training` config section: the run's length is `num_steps` when
+    > 0 (absent in configs saved before it was a field: 0), else `num_epochs` epochs."""
     clip = float(training["grad_clip_norm"])
+    num_steps = training.get("num_steps", 0)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+        raise ValueError(
+            f"training.num_steps={num_steps!r} is invalid; allowed: 0 (use num_epochs) or an "
+            "int ≥ 1"
+        )
     return trainer_lib.OptimConfig(
         learning_rate=float(training["learning_rate"]),
         schedule=training["schedule"],
@@ -86,7 +93,8 @@ def optim_from_config(training: Mapping[str, Any]) -> trainer_lib.OptimConfig:
         grad_clip_norm=clip if clip > 0 else None,
         ema_decay=float(training["ema_decay"]),
         weight_decay=float(training["weight_decay"]),
-        num_epochs=int(training["num_epochs"]),
+        num_epochs=None if num_steps else int(training["num_epochs"]),
+        num_steps=num_steps or None,
     )
 
 
@@ -370,7 +378,7 @@ def _latent_trainer(
             lambda key: model.init_autoencoders(key, n),
             model.reconstruction_loss,
             batches,
-            dataclasses.replace(optim, num_epochs=int(stage1_epochs)),
+            dataclasses.replace(optim, num_epochs=int(stage1_epochs), num_steps=None),
             training,
             folder,
             show_progress,

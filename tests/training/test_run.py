@@ -335,3 +335,19 @@ def test_second_training_of_a_run_is_refused_naming_the_holder(study):
         assert after.pop(folder / ".train.lock") and after == before
     _, state = run.train(config, workdir, run_name="locked", show_progress=False)
     assert int(state.step) == 4 and not (folder / ".train.lock").exists()
+
+
+def test_training_num_steps_sets_the_run_length_in_steps_instead_of_epochs() -> None:
+    training = tiny_config()["training"]
+    by_epochs = run.optim_from_config(training)
+    assert by_epochs.num_steps is None and by_epochs.total_steps(7) == training["num_epochs"] * 7
+    training["num_steps"] = 13
+    by_steps = run.optim_from_config(training)
+    assert by_steps.num_epochs is None and by_steps.total_steps(7) == 13
+    # a section saved before the field existed: epochs
+    del training["num_steps"]
+    assert run.optim_from_config(training).total_steps(7) == training["num_epochs"] * 7
+    for bad in (-1, 2.5, True):
+        training["num_steps"] = bad
+        with pytest.raises(ValueError, match=r"training\.num_steps=.* is invalid"):
+            run.optim_from_config(training)

@@ -22,9 +22,7 @@ paper_b_lcdm_joint and cpu_latent (that of the trained latent study).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +32,13 @@ import jax.numpy as jnp
 from closurejax.benchmarks.records import BenchRecord, Configs, Group, record, study_config
 from closurejax.benchmarks.score import closure_model, pcdm_config
 from closurejax.diffusion import conditional
+from closurejax.models.flops import xla_flops
 from closurejax.timing import time_fn
 
 __all__ = ["CONFIGS", "GROUPS", "LATENT_STUDY_ENV", "latent_benchmarks"]
 
 LATENT_STUDY_ENV = "CLOSUREJAX_BENCH_LATENT_STUDY"
 """Environment variable naming the CPU-scale latent study workdir for the "latent" group."""
-
-
-def _flops(fn: Callable[..., Any], *args: Any) -> float:
-    """XLA's FLOP count of `fn(*args)` (loop-free functions only: XLA counts a loop body once,
-    so count models with `_unsliced`), from the lowered program; NaN where the backend gives
-    none."""
-    try:
-        analysis = jax.jit(fn).lower(*args).cost_analysis()
-    except Exception:  # noqa: BLE001 — an optional figure: some backends do not implement it
-        return math.nan
-    if isinstance(analysis, list | tuple):
-        analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get("flops", math.nan))
 
 
 def _unsliced(model: Any) -> Any:
@@ -115,8 +101,8 @@ def latent_benchmarks(
     p_features = jax.jit(pcdm.encode)(p_params, cond)
     x = cond["omega"]
     p_flat = _unsliced(pcdm)
-    p_config["flops_encode"] = _flops(p_flat.encode, p_params, cond)
-    p_config["flops_per_step"] = _flops(
+    p_config["flops_encode"] = xla_flops(p_flat.encode, p_params, cond)
+    p_config["flops_per_step"] = xla_flops(
         lambda p, x, t, f: p_flat.score_fn(p, f)(x, t), p_params, x, jnp.full((b,), 0.1), p_features
     )
     p_config["flops"] = p_config["flops_encode"] + sampler.nfe * p_config["flops_per_step"]
@@ -155,7 +141,7 @@ def latent_benchmarks(
     l_seconds = time_fn(jax.jit(full), l_params, key, cond, repeats=repeats)["median"]
     latent = config["latent"]
     l_flat = _unsliced(lcdm)
-    step_flops = _flops(
+    step_flops = xla_flops(
         lambda p, z, t, f: l_flat.score_fn(p["score"], f)(z, t),
         l_params,
         z,
@@ -163,7 +149,7 @@ def latent_benchmarks(
         features,
     )
     part_flops = {
-        "encode": _flops(
+        "encode": xla_flops(
             lambda p, c: l_flat.condition_features(
                 p["score"], l_flat.encode(p, "omega", c["omega"])
             ),
@@ -171,7 +157,7 @@ def latent_benchmarks(
             cond,
         ),
         "latent_sampling": sampler.nfe * step_flops,
-        "decode": _flops(lambda p, z: l_flat.decode(p, "target", z), l_params, z),
+        "decode": xla_flops(lambda p, z: l_flat.decode(p, "target", z), l_params, z),
     }
     l_config = dict(
         common,

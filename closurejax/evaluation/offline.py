@@ -16,6 +16,7 @@ condition at the evaluation batch (compiled, median of repeats) for any of them.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ import numpy as np
 from closurejax.data import pipeline, store
 from closurejax.diffusion import conditional, samplers
 from closurejax.evaluation import metrics
+from closurejax.models.flops import xla_flops
 from closurejax.timing import time_fn
 
 
@@ -207,3 +209,38 @@ def sample_cost(
         "first_call_seconds": first,
         "nfe": sampler.nfe,
     }
+
+
+def sample_flops(
+    model: Any, params: Any, cond: Mapping[str, jax.Array], sampler: samplers.SamplerConfig
+) -> float:
+    """XLA's FLOP count of one closure sample per condition of `cond` (`[B, n, n]` fields).
+
+    A sampler is a loop, whose body XLA counts once, so the sample is counted as its parts, each
+    loop-free and on the unsliced model (`batch_chunk=None`: a batch-sliced network is a loop
+    too): the condition encoding, plus NFE score evaluations, plus for a latent model
+    (`LatentDiffusionModel`) the encoding of ω before and the decoding of the latent sample
+    after. The sampler's own elementwise arithmetic is not counted. NaN where the backend
+    gives no count.
+    """
+    flat = dataclasses.replace(model, batch_chunk=None)
+    first = next(iter(cond.values()))
+    batch = first.shape[0]
+    t = jnp.full((batch,), sampler.t_max, first.dtype)
+    if hasattr(flat, "decode"):  # the latent model: encode ω, sample latents, decode H
+
+        def features(p: Any, c: Mapping[str, jax.Array]) -> jax.Array:
+            return flat.condition_features(p["score"], flat.encode(p, "omega", c["omega"]))
+
+        f = jax.jit(features)(params, cond)
+        m = flat.latent_size(first.shape[-1])
+        z = jnp.zeros((batch, m, m), first.dtype)
+        encode = xla_flops(features, params, cond)
+        step = xla_flops(lambda p, z, t, f: flat.score_fn(p["score"], f)(z, t), params, z, t, f)
+        decode = xla_flops(lambda p, z: flat.decode(p, "target", z), params, z)
+        return encode + sampler.nfe * step + decode
+    f = jax.jit(flat.encode)(params, cond)
+    x = jnp.zeros_like(first)
+    encode = xla_flops(flat.encode, params, cond)
+    step = xla_flops(lambda p, x, t, f: flat.score_fn(p, f)(x, t), params, x, t, f)
+    return encode + sampler.nfe * step

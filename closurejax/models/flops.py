@@ -52,6 +52,7 @@ __all__ = [
     "conv_flops",
     "autoencoder_flops",
     "matmul_rate",
+    "xla_flops",
 ]
 
 _PARTS: tuple[str, ...] = ("encode", "denoise", "call")
@@ -288,3 +289,17 @@ def matmul_rate(dtype: Any = jnp.float32, size: int = 2048, repeats: int = 5) ->
         jax.block_until_ready(matmul(a, b))
         times.append(time.perf_counter() - start)
     return 2.0 * size**3 / float(np.median(times))
+
+
+def xla_flops(fn: Any, *args: Any) -> float:
+    """XLA's FLOP count of ``fn(*args)`` from the lowered program, NaN where the backend gives
+    none. Loop-free functions only: XLA counts a loop body (``lax.scan``, ``lax.map``) once, so
+    count a sampler as its parts (one score evaluation × NFE) and a batch-sliced model unsliced.
+    """
+    try:
+        analysis = jax.jit(fn).lower(*args).cost_analysis()
+    except Exception:  # noqa: BLE001 — an optional figure: some backends do not implement it
+        return math.nan
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", math.nan))

@@ -212,3 +212,43 @@ def animation(
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def cost_accuracy(
+    entries: Sequence[Mapping], cost: str, path: str | os.PathLike, title: str = ""
+) -> None:
+    """Error against cost of closure models × samplers (`closurejax.evaluation.frontier`): one
+    marker per model, each point labelled by sampler and NFE, the frontier (entries with
+    "pareto" true) drawn as a dashed line. `entries`: dicts with "model", "sampler", "nfe",
+    "ensemble_mean", "pareto" and the `cost` key (seconds per sample, log axis)."""
+    fig = _figure((6.5, 4.2))
+    ax = fig.subplots()
+    models = list(dict.fromkeys(e["model"] for e in entries))
+    markers = "os^vD<>ph*"
+    for i, name in enumerate(models):
+        mine = [e for e in entries if e["model"] == name]
+        ax.scatter(
+            [e[cost] for e in mine],
+            [e["ensemble_mean"] for e in mine],
+            marker=markers[i % len(markers)],
+            label=name,
+        )
+        for e in mine:
+            ax.annotate(
+                f"{e['sampler'][:3]} {e['nfe']}",
+                (e[cost], e["ensemble_mean"]),
+                fontsize=6,
+                xytext=(3, 2),
+                textcoords="offset points",
+            )
+    front = sorted((e[cost], e["ensemble_mean"]) for e in entries if e["pareto"])
+    if front:
+        ax.plot(*zip(*front, strict=True), "k--", lw=0.8, label="frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per closure sample ({cost})")
+    ax.set_ylabel("relative error of the ensemble mean")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)

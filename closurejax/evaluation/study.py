@@ -113,7 +113,7 @@ COHERENT_FOLDER = "simulation_coherent"
 """Folder of the "online_coherent" stage in the workdir."""
 
 
-class _Timings:
+class StageTimings:
     """`<workdir>/study/timings.json`: {stage: [{"seconds", "completed", "at"}, …]}."""
 
     def __init__(self, path: Path) -> None:
@@ -202,7 +202,7 @@ def run_study(
         log("study: note: simulation.sources has no 'regression'; the online table lacks it")
     online_study.check_config(config)  # refuse a bad simulation section before any compute
     workdir = Path(workdir).resolve()
-    timings = _Timings(workdir / "study" / "timings.json")
+    timings = StageTimings(workdir / "study" / "timings.json")
     fast_name, fast_nfe = fast_sampler
     fast_folder = f"simulation_{fast_name}{fast_nfe}"
     actions: dict[str, Callable[[], Any]] = {
@@ -282,13 +282,13 @@ def _add_diffusion_run(
 def summarize(
     config: Mapping[str, Any],
     workdir: str | Path,
-    timings: _Timings | None = None,
+    timings: StageTimings | None = None,
     fast_folder: str = "simulation_dpm_solver2",
 ) -> dict[str, Any]:
     """The study's summary (module docstring) from the results its stages left in `workdir`;
     a stage without results leaves its entries out."""
     workdir = Path(workdir)
-    timings = timings or _Timings(workdir / "study" / "timings.json")
+    timings = timings or StageTimings(workdir / "study" / "timings.json")
     summary: dict[str, Any] = {"study": config["name"], "offline": {}, "online": {}}
     offline_path = workdir / "offline" / "metrics.json"
     if offline_path.exists():

@@ -87,14 +87,14 @@ def test_a_second_run_reuses_every_stage_and_keeps_the_times(finished) -> None:
 
 
 def test_interrupted_stage_times_add_up_and_bad_requests_are_refused(tmp_path) -> None:
-    t = study_lib._Timings(tmp_path / "timings.json")
+    t = study_lib.StageTimings(tmp_path / "timings.json")
     t.add("data", 5.0, False)  # killed
     assert t.wall_seconds("data") is None
     t.add("data", 7.0, True)  # resumed to the end
     assert t.wall_seconds("data") == 12.0
     t.add("data", 0.5, True)  # reused
-    assert study_lib._Timings(tmp_path / "timings.json").wall_seconds("data") == 12.5
-    assert study_lib._Timings(tmp_path / "timings.json").wall_seconds("online") is None
+    assert study_lib.StageTimings(tmp_path / "timings.json").wall_seconds("data") == 12.5
+    assert study_lib.StageTimings(tmp_path / "timings.json").wall_seconds("online") is None
     config = tiny_study()
     with pytest.raises(ValueError, match=r"unknown study stage\(s\) \['train'\]"):
         study_lib.run_study(config, tmp_path, stages=("train",))

@@ -9,7 +9,10 @@ Group "latent" (paper B: P-CDM against L-CDM, both at paper B's architectures on
   evaluation [+ decode], each counted on its loop-free program);
 * `latent/lcdm/{encode,latent_sampling,decode}/b100/seconds` — the L-CDM's three parts;
 * `latent/speedup/b100` — P-CDM seconds / L-CDM seconds; target ≥ 3 (paper B measured 2.8× on
-  one GPU for the online run).
+  one GPU for the online run);
+* `latent/paper_b/flop_ratio` — the L-CDM sample's seconds ÷ its FLOP floor (the counted FLOPs
+  ÷ the dense matmul rate measured in the same run, `flops.matmul_rate`); target ≤ 1.5: how
+  close paper B's autoencoders run to the machine's peak.
 When a trained CPU-scale latent study is found (experiments/configs/cpu_latent.py in the folder
 named by `CLOSUREJAX_BENCH_LATENT_STUDY`, default workdirs/cpu_study, with its `latent` and ω-only
 `score` runs), `latent/study/{lcdm,pcdm}/rel_error_{sample,mean}` give their offline accuracy on
@@ -32,7 +35,7 @@ import jax.numpy as jnp
 from closurejax.benchmarks.records import BenchRecord, Configs, Group, record, study_config
 from closurejax.benchmarks.score import closure_model, pcdm_config
 from closurejax.diffusion import conditional
-from closurejax.models.flops import xla_flops
+from closurejax.models.flops import matmul_rate, xla_flops
 from closurejax.timing import time_fn
 
 __all__ = ["CONFIGS", "GROUPS", "LATENT_STUDY_ENV", "latent_benchmarks"]
@@ -197,6 +200,23 @@ def latent_benchmarks(
                 pcdm_flops=p_config["flops"],
                 lcdm_flops=l_config["flops"],
                 paper_b_gpu_speedup=2.8,
+            ),
+        )
+    )
+    rate = matmul_rate(size=256 if quick else 2048, repeats=repeats)
+    floor = l_config["flops"] / rate
+    out.append(
+        record(
+            "latent/paper_b/flop_ratio",
+            l_seconds / floor,
+            "ratio",
+            target=1.5,
+            config=dict(
+                common,
+                seconds=l_seconds,
+                flops=l_config["flops"],
+                matmul_flops_per_s=rate,
+                floor_seconds=floor,
             ),
         )
     )

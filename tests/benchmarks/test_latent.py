@@ -20,7 +20,7 @@ def test_latent_group_quick(tmp_path: Path) -> None:
     parts = ("encode", "latent_sampling", "decode")
     expected = {"latent/pcdm/sample/b4/seconds", "latent/lcdm/sample/b4/seconds"}
     expected |= {f"latent/lcdm/{part}/b4/seconds" for part in parts}
-    expected |= {"latent/speedup/b4"}
+    expected |= {"latent/speedup/b4", "latent/paper_b/flop_ratio"}
     assert set(records) == expected  # no trained study in tmp_path: no accuracy rows
     for r in records.values():
         assert math.isfinite(r.value) and r.value > 0
@@ -37,6 +37,11 @@ def test_latent_group_quick(tmp_path: Path) -> None:
     assert all(flops[p] > 0 for p in parts)
     assert math.isclose(lcdm.config["flops"], sum(flops.values()))
     assert pcdm.config["flops"] == pcdm.config["flops_encode"] + 10 * pcdm.config["flops_per_step"]
+    # the FLOP-floor ratio: the L-CDM's seconds over its counted FLOPs at the measured rate
+    ratio = records["latent/paper_b/flop_ratio"]
+    floor = lcdm.config["flops"] / ratio.config["matmul_flops_per_s"]
+    assert math.isclose(ratio.value, lcdm.value / floor)
+    assert ratio.target == 1.5 and ratio.meets_target == (ratio.value <= 1.5)
 
 
 def test_latent_group_is_registered() -> None:

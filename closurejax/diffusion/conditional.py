@@ -40,12 +40,12 @@ import jax.numpy as jnp
 
 from closurejax.config_section import invalid
 from closurejax.data.pipeline import PREVIOUS_TARGET
-from closurejax.diffusion import losses, samplers
+from closurejax.diffusion import fields, losses, samplers
 from closurejax.diffusion import sde as sde_lib
 from closurejax.models import chunking, fno
 
 KINDS = ("score", "regression")
-Stats = Mapping[str, Mapping[str, float]]
+Stats = fields.Stats
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,37 +89,19 @@ class ClosureModel:
     def _scale(self, name: str) -> tuple[float, float]:
         if name == "target" and not self.normalize_target:
             return 0.0, 1.0
-        s = self.stats[name]
-        return float(s["mean"]), float(s["std"])
+        return fields.scale(self.stats, name)
 
     def normalise(self, name: str, field: jax.Array) -> jax.Array:
-        mean, std = self._scale(name)
-        return (field - mean) / std
+        """`(field − mean) / std` of `name` (the target: unchanged unless `normalize_target`)."""
+        return fields.normalise(field, *self._scale(name))
 
     def denormalise(self, name: str, field: jax.Array) -> jax.Array:
-        mean, std = self._scale(name)
-        return field * std + mean
+        """Inverse of `normalise`."""
+        return fields.denormalise(field, *self._scale(name))
 
     def check_conditions(self, cond: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """The conditions in model order; clear errors for a missing name or mismatched shapes."""
-        missing = [n for n in self.condition_names if n not in cond]
-        if missing:
-            raise ValueError(
-                f"missing condition field(s) {missing}; the model conditions on "
-                f"{list(self.condition_names)}"
-            )
-        shapes = {n: tuple(cond[n].shape) for n in self.condition_names}
-        first = self.condition_names[0]
-        for name, shape in shapes.items():
-            if len(shape) != 3 or shape[-1] != shape[-2]:
-                raise ValueError(f"condition '{name}' must be [batch, n, n], got shape {shape}")
-            if shape != shapes[first]:
-                raise ValueError(
-                    f"condition '{name}' has shape {shape} but '{first}' has {shapes[first]}: "
-                    "all conditions must share one batch size and grid"
-                )
-            fno.check_finite(f"condition {name!r}", cond[name])  # concrete arrays only
-        return {n: cond[n] for n in self.condition_names}
+        """The conditions in model order (`fields.check_conditions`)."""
+        return fields.check_conditions(cond, self.condition_names)
 
     # --- pure functions --------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from closurejax.diffusion import conditional, latent, losses, samplers
+from closurejax.diffusion import conditional, fields, latent, losses, samplers
 from closurejax.models import autoencoder, chunking, fno
 
 __all__ = [
@@ -102,7 +102,7 @@ __all__ = [
 ]
 
 Array = jax.Array
-Stats = Mapping[str, Mapping[str, float]]
+Stats = fields.Stats
 
 KIND = "latent"
 """`model.kind` of the latent closure model."""
@@ -316,33 +316,19 @@ class LatentDiffusionModel:
     def _scale(self, name: str) -> tuple[float, float]:
         if name not in FIELDS:
             raise ValueError(f"field name {name!r} is invalid; allowed: {FIELDS}")
-        s = self.stats[name]
-        return float(s["mean"]), float(s["std"])
+        return fields.scale(self.stats, name)
 
     def normalise(self, name: str, field: Array) -> Array:
         """``(field - mean) / std`` with the training statistics of ``name``."""
-        mean, std = self._scale(name)
-        return (field - mean) / std
+        return fields.normalise(field, *self._scale(name))
 
     def denormalise(self, name: str, field: Array) -> Array:
         """``field * std + mean`` (inverse of `normalise`)."""
-        mean, std = self._scale(name)
-        return field * std + mean
+        return fields.denormalise(field, *self._scale(name))
 
     def check_conditions(self, cond: Mapping[str, Array]) -> dict[str, Array]:
-        """``{"omega": [B, n, n]}`` from the condition mapping; clear errors otherwise."""
-        if not isinstance(cond, Mapping):
-            raise ValueError(
-                f"cond must be a mapping {{'omega': [batch, n, n]}}, got {type(cond).__name__}"
-            )
-        if "omega" not in cond:
-            raise ValueError(
-                f"missing condition field(s) ['omega']; the model conditions on ['omega'], got "
-                f"fields {sorted(cond)}"
-            )
-        _check_field("condition 'omega'", cond["omega"])
-        fno.check_finite("condition 'omega'", cond["omega"])  # concrete arrays only
-        return {"omega": cond["omega"]}
+        """``{"omega": [B, n, n]}`` from the condition mapping (`fields.check_conditions`)."""
+        return fields.check_conditions(cond, self.condition_names)
 
     # --- autoencoders ----------------------------------------------------------------------
 

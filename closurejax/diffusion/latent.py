@@ -62,7 +62,6 @@ latents, same init, 400 Adam steps; tests/diffusion/test_latent_model.py) the sp
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 
@@ -76,7 +75,6 @@ from closurejax.diffusion.sde import SDE
 __all__ = [
     "KL_REDUCTIONS",
     "PAPER_B_LOSS_WEIGHTS",
-    "LatentClosureModel",
     "batch_kl",
     "latent_std",
     "joint_latent_loss",
@@ -173,86 +171,6 @@ def latent_sample(
     out = decode_target(z_target)
     _check_batch("decode_target", out, batch)
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class LatentClosureModel:
-    """An L-CDM closure model (paper B) with its networks bound: ``sample(key, cond, sampler)``.
-
-    Build it with the parameters closed over, e.g. ``encode_condition=functools.partial(
-    ae_omega.apply, params_omega, method=ae_omega.encode)``; inside a jitted function that takes the
-    parameters as arguments, build it there so they stay traced rather than baked-in constants.
-
-    Attributes:
-        encode_condition: ``omega [B, n, n] -> z_omega [B, ...]``.
-        decode_target: ``z_H [B, *latent_shape] -> H [B, n, n]``.
-        latent_score_fn: ``(z_t, t [B], z_omega) -> score [B, *latent_shape]``.
-        sde: forward SDE of the latent diffusion.
-        latent_shape: per-sample latent shape, no batch axis.
-        condition_shape: the ``(n, n)`` grid the condition encoder expects, or ``None`` to accept
-            any square grid.
-        condition_name: key of the condition when ``sample`` gets a mapping of fields (the dataset
-            array name; ``"omega"`` in paper B).
-    """
-
-    encode_condition: EncodeFn
-    decode_target: DecodeFn
-    latent_score_fn: LatentScoreFn
-    sde: SDE
-    latent_shape: tuple[int, ...]
-    condition_shape: tuple[int, int] | None = None
-    condition_name: str = "omega"
-
-    def __post_init__(self) -> None:
-        for field in ("encode_condition", "decode_target", "latent_score_fn"):
-            if not callable(getattr(self, field)):
-                raise ValueError(f"LatentClosureModel.{field} must be callable")
-        object.__setattr__(self, "latent_shape", _check_latent_shape(self.latent_shape))
-        if self.condition_shape is not None:
-            cs = tuple(self.condition_shape)
-            if len(cs) != 2 or any(
-                isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in cs
-            ):
-                raise ValueError(
-                    "LatentClosureModel.condition_shape must be None or (n, n) positive ints, got "
-                    f"{self.condition_shape!r}"
-                )
-            object.__setattr__(self, "condition_shape", cs)
-
-    def check_condition(self, cond: Array | Mapping[str, Array]) -> Array:
-        """The condition array ``[B, n, n]``; clear errors for a missing key or a wrong shape."""
-        if isinstance(cond, Mapping):
-            if self.condition_name not in cond:
-                raise ValueError(
-                    f"missing condition field {self.condition_name!r}; got fields {sorted(cond)}"
-                )
-            cond = cond[self.condition_name]
-        _check_field(f"condition {self.condition_name!r}", cond)
-        if self.condition_shape is not None and tuple(cond.shape[1:]) != self.condition_shape:
-            raise ValueError(
-                f"condition {self.condition_name!r} has grid {tuple(cond.shape[1:])}, but the "
-                f"condition encoder expects {self.condition_shape}"
-            )
-        return cond
-
-    def sample(
-        self, key: Array, cond: Array | Mapping[str, Array], sampler: SamplerConfig
-    ) -> Array:
-        """One closure sample per condition, ``[B, n, n]`` (``latent_sample``; jit/vmap-able).
-
-        ``cond`` is the condition ``[B, n, n]`` or a mapping holding it under
-        ``condition_name``.
-        """
-        return latent_sample(
-            key,
-            self.encode_condition,
-            self.decode_target,
-            self.latent_score_fn,
-            self.sde,
-            sampler,
-            self.check_condition(cond),
-            self.latent_shape,
-        )
 
 
 def batch_kl(z: Array, eps: float = 1e-8, reduction: str = "mean") -> Array:

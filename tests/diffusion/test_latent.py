@@ -169,53 +169,12 @@ def test_condition_encoded_once_and_decoded_once() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# LatentClosureModel: jit, vmap over keys, mapping conditions
+# latent_sample: errors of the bound functions
 # --------------------------------------------------------------------------------------------------
 
 
-def _model(**kwargs: Any) -> latent.LatentClosureModel:
-    return latent.LatentClosureModel(
-        encode_condition=encode_linear,
-        decode_target=decode_linear,
-        latent_score_fn=exact_score,
-        sde=VE,
-        latent_shape=(2, 2),
-        **kwargs,
-    )
-
-
-def test_model_jit_and_vmap_match_eager() -> None:
-    model = _model(condition_shape=(4, 4))
-    cond = conditions(3, 2)
-    keys = jax.random.split(jax.random.key(5), 2)
-    eager = np.stack([np.asarray(model.sample(k, cond, PAPER_B_SAMPLER)) for k in keys])
-    assert eager.shape == (2, 6, 4, 4)
-    assert np.all(np.isfinite(eager))
-    assert not np.allclose(eager[0], eager[1])  # different keys, different samples
-
-    jitted = jax.jit(model.sample, static_argnums=2)
-    np.testing.assert_allclose(
-        jitted(keys[0], cond, PAPER_B_SAMPLER), eager[0], rtol=1e-5, atol=1e-5
-    )
-    vmapped = jax.jit(jax.vmap(lambda k: model.sample(k, cond, PAPER_B_SAMPLER)))(keys)
-    np.testing.assert_allclose(vmapped, eager, rtol=1e-5, atol=1e-5)
-    # A mapping holding the condition under condition_name gives the same sample.
-    mapping = {"omega": cond, "other": cond[:1]}
-    from_mapping = jitted(keys[0], mapping, PAPER_B_SAMPLER)
-    np.testing.assert_allclose(from_mapping, eager[0], rtol=1e-6, atol=1e-6)
-
-
-def test_condition_errors() -> None:
-    model = _model(condition_shape=(4, 4))
+def test_latent_sample_refuses_bad_shapes_and_an_encoder_that_changes_the_batch() -> None:
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match=r"expects \(4, 4\)"):
-        model.sample(key, jnp.zeros((2, 8, 8)), PAPER_B_SAMPLER)
-    with pytest.raises(ValueError, match=r"\[batch, n, n\].*\(4, 4\)"):
-        model.sample(key, jnp.zeros((4, 4)), PAPER_B_SAMPLER)
-    with pytest.raises(ValueError, match=r"\[batch, n, n\].*\(2, 4, 5\)"):
-        model.sample(key, jnp.zeros((2, 4, 5)), PAPER_B_SAMPLER)
-    with pytest.raises(ValueError, match="missing condition field 'omega'"):
-        model.sample(key, {"vorticity": jnp.zeros((2, 4, 4))}, PAPER_B_SAMPLER)
 
     def bad_encoder(c: jax.Array) -> jax.Array:
         return encode_linear(c)[:1]
@@ -226,9 +185,15 @@ def test_condition_errors() -> None:
             jnp.zeros((2, 4, 4)), (2, 2),
         )  # fmt: skip
     with pytest.raises(ValueError, match="latent_shape"):
-        latent.LatentClosureModel(encode_linear, decode_linear, exact_score, VE, (2, 0))
-    with pytest.raises(ValueError, match="condition_shape"):
-        _model(condition_shape=(4,))
+        latent.latent_sample(
+            key, encode_linear, decode_linear, exact_score, VE, PAPER_B_SAMPLER,
+            jnp.zeros((2, 4, 4)), (2, 0),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"\[batch, n, n\].*\(2, 4, 5\)"):
+        latent.latent_sample(
+            key, encode_linear, decode_linear, exact_score, VE, PAPER_B_SAMPLER,
+            jnp.zeros((2, 4, 5)), (2, 2),
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------

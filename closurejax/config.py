@@ -92,7 +92,11 @@ wall-clock budget and scored side by side) adds the section `frontier_section()`
     training steps per model when the budget is turned into steps, 5), samplers (((name, NFE),
     …): each model is scored with each; ("euler_maruyama", 10), ("dpm_solver", 2),
     ("dpm_solver", 4)), timing_batches (closure samples per timed call, (1, 100)),
-    timing_repeats (timed calls per batch, median, 3).
+    timing_repeats (timed calls per batch, median, 3), reference (the model the others are
+    compared with, "pcdm"), tolerance (a model meets the accuracy bar with an ensemble-mean error
+    ≤ (1 + tolerance) × the reference's at the same sampler and NFE, 0.1), online_members (the
+    ensemble of the "online" stage, which runs the cheapest latent model meeting the bar beside
+    the reference, 16).
 """
 
 from __future__ import annotations
@@ -262,5 +266,8 @@ def frontier_section() -> ml_collections.ConfigDict:
             samplers=(("euler_maruyama", 10), ("dpm_solver", 2), ("dpm_solver", 4)),
             timing_batches=(1, 100),
             timing_repeats=3,
+            reference="pcdm",
+            tolerance=0.1,
+            online_members=16,
         )
     )

@@ -29,7 +29,15 @@ can be read against cost. Stages, in order:
    targets (`latent.latent_std`; a collapsed latent has a spread far below the sampler's σ).
    Each entry is cached in `<workdir>/frontier/entries/` under a key of everything it depends on
    (model and sampler config, evaluation section, seed, timing settings, the parameters'
-   digest): a retrained model or a changed setting is scored again, never reused.
+   digest): a retrained model or a changed setting is scored again, never reused;
+5. "online" — the cheapest latent model that meets the accuracy bar (`efficient_latent`: an
+   ensemble-mean error ≤ (1 + `frontier.tolerance`) × that of `frontier.reference` at the same
+   sampler and NFE; here the config's sampler, the online test's) runs the online test
+   (`closurejax.evaluation.online_study`, `frontier.online_members` members) beside the
+   reference and the sources "none" and "reference", in `<workdir>/frontier/online` (a workdir
+   whose `dataset`, `score` and `latent` point at the study's dataset and the two frontier
+   runs); its errors at the figure times and wall times go into frontier.json under "online".
+   When no latent model meets the bar, the stage says so there and runs nothing.
 
 Results: `<workdir>/frontier/frontier.json`
 
@@ -50,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import statistics
@@ -65,7 +74,7 @@ import numpy as np
 from closurejax import atomic
 from closurejax.data import generate, store
 from closurejax.diffusion import conditional, latent, latent_model
-from closurejax.evaluation import offline, plots
+from closurejax.evaluation import offline, online_study, plots
 from closurejax.evaluation.study import StageTimings
 from closurejax.models import fno
 from closurejax.timing import time_fn
@@ -74,6 +83,7 @@ from closurejax.training import run, trainer
 __all__ = [
     "STAGES",
     "check_frontier",
+    "efficient_latent",
     "export_frontier",
     "format_results",
     "model_config",
@@ -81,7 +91,7 @@ __all__ = [
     "run_frontier",
 ]
 
-STAGES = ("data", "plan", "train", "evaluate")
+STAGES = ("data", "plan", "train", "evaluate", "online")
 """The stages of `run_frontier`, in order."""
 
 FOLDER = "frontier"
@@ -94,6 +104,9 @@ _SECTION_FIELDS = (
     "timing_repeats",
     "train_seconds",
     "plan_steps",
+    "reference",
+    "tolerance",
+    "online_members",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MODEL_KINDS = ("score", latent_model.KIND)
@@ -155,6 +168,13 @@ def check_frontier(config: Any) -> dict[str, Any]:
             or not _positive_int(entry[1])
         ):
             raise _bad("samplers", entry, f"(name, steps ≥ 1) with name in {_sampler_names()}")
+    if section.get("reference") not in models:
+        raise _bad("reference", section.get("reference"), f"one of the models {sorted(models)}")
+    tolerance = section.get("tolerance")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
+        raise _bad("tolerance", tolerance, "a number ≥ 0")
+    if not _positive_int(section.get("online_members")):
+        raise _bad("online_members", section.get("online_members"), "an int ≥ 1")
     for name in models:
         model_config(config, name)
     return section
@@ -472,6 +492,132 @@ def _results(
     }
 
 
+def efficient_latent(
+    results: Mapping[str, Any],
+    reference: str = "pcdm",
+    tolerance: float = 0.1,
+    sampler: tuple[str, int] | None = None,
+) -> dict[str, Any] | str:
+    """The cheapest latent-model entry of `results` (frontier.json) whose ensemble-mean error is
+    at most (1 + `tolerance`) × that of model `reference` at the same sampler and NFE, with the
+    reference's entry and the speed-up (reference's cost ÷ its, at `results["cost"]`); only
+    entries of `sampler` (name, num_steps) when given. Returns the reason as a string when no
+    latent model meets the bar."""
+    cost = results["cost"]
+    refs = {(e["sampler"], e["nfe"]): e for e in results["entries"] if e["model"] == reference}
+    if not refs:
+        return f"the frontier has no entry of the reference model {reference!r}"
+    best = None
+    checked = 0
+    for e in results["entries"]:
+        if e.get("kind") != latent_model.KIND:
+            continue
+        if sampler is not None and (e["sampler"], e["num_steps"]) != tuple(sampler):
+            continue
+        ref = refs.get((e["sampler"], e["nfe"]))
+        if ref is None:
+            continue
+        checked += 1
+        if e["ensemble_mean"] <= (1 + tolerance) * ref["ensemble_mean"]:
+            if best is None or e[cost] < best[0][cost]:
+                best = (e, ref)
+    if best is None:
+        where = "" if sampler is None else f" with {sampler[0]} ({sampler[1]} steps)"
+        return (
+            f"no latent model is within {tolerance:.0%} of {reference!r}'s ensemble-mean error"
+            f"{where} ({checked} latent entries compared)"
+        )
+    entry, ref = best
+    return {
+        "model": entry["model"],
+        "sampler": entry["sampler"],
+        "num_steps": entry["num_steps"],
+        "nfe": entry["nfe"],
+        "ensemble_mean": entry["ensemble_mean"],
+        "reference": reference,
+        "reference_ensemble_mean": ref["ensemble_mean"],
+        "speedup": ref[cost] / entry[cost],
+        "cost": cost,
+    }
+
+
+ONLINE_SOURCES = ("none", "diffusion", "latent", "reference")
+"""Sources of the "online" stage: the reference P-CDM is "diffusion", the latent model
+"latent"."""
+
+
+def _link(link: Path, target: Path) -> None:
+    """`link` → `target` (relative), replacing a link that points elsewhere."""
+    rel = Path(os.path.relpath(target, link.parent))
+    if link.is_symlink():
+        if Path(os.readlink(link)) == rel:
+            return
+        link.unlink()
+    elif link.exists():
+        raise FileExistsError(f"{link} exists and is not a link; remove it")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(rel, target_is_directory=True)
+
+
+def _online(
+    config: dict[str, Any],
+    workdir: Path,
+    results: Mapping[str, Any],
+    show_progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    section, sampler = config["frontier"], config["sampler"]
+    reference = section["reference"]
+    choice = efficient_latent(
+        results,
+        reference,
+        float(section["tolerance"]),
+        (sampler["name"], int(sampler["num_steps"])),
+    )
+    if isinstance(choice, str):
+        log(f"frontier: online: skipped — {choice}")
+        return {"skipped": choice}
+    plan = _read_plan(workdir)
+    ref_cfg = _planned(config, reference, plan)
+    if ref_cfg["model"]["kind"] != "score":
+        raise ValueError(
+            f"frontier.reference={reference!r} is a {ref_cfg['model']['kind']!r} model; the "
+            "online stage runs it as the 'diffusion' source: it must be a P-CDM ('score')"
+        )
+    lat_cfg = _planned(config, choice["model"], plan)
+    online = {**ref_cfg, "latent": lat_cfg["latent"]}
+    online["simulation"] = {
+        **ref_cfg["simulation"],
+        "ensemble_size": int(section["online_members"]),
+        "sources": list(ONLINE_SOURCES),
+    }
+    folder = workdir / FOLDER / "online"
+    _link(folder / "dataset", workdir / "dataset")
+    _link(folder / "score", workdir / FOLDER / reference)
+    latent_run = "latent_two_stage" if _two_stage(lat_cfg) else "latent"
+    _link(folder / latent_run, workdir / FOLDER / choice["model"])
+    log(
+        f"frontier: online: {choice['model']} beside {reference} "
+        f"({section['online_members']} members) …"
+    )
+    ran = online_study.run_online(
+        online, folder, source_names=ONLINE_SOURCES, show_progress=show_progress, log=log
+    )
+    out: dict[str, Any] = {
+        "latent_model": choice["model"],
+        "reference_model": reference,
+        "members": int(section["online_members"]),
+        "t": list(ran["config"]["simulation"]["figure_times"]),
+        "seconds": {n: ran["sources"][n]["seconds"] for n in ONLINE_SOURCES},
+    }
+    for name in ONLINE_SOURCES:  # at the figure times, {"t=35": value, …} in time order
+        at = ran["sources"][name]["at_figure_times"]
+        out[name] = list(at["ensemble_mean_relative_error"].values())
+        out[f"{name}_member"] = list(at["relative_error_mean_member"].values())
+        out[f"{name}_spread_skill"] = list(at["spread_skill"].values())
+    return out
+
+
 def run_frontier(
     config: Any,
     workdir: str | Path,
@@ -524,7 +670,7 @@ def run_frontier(
                         log=log,
                     ),
                 )
-        else:
+        elif stage == "evaluate":
             plan = plan or _read_plan(workdir)
             entries = timed("evaluate", lambda p=plan: _evaluate(config, workdir, p, log))
             results = _results(config, workdir, plan, entries, timings)
@@ -536,6 +682,16 @@ def run_frontier(
                 out / "frontier.png",
                 f"{config['name']}: {results['train_seconds']:.0f} s of training per model",
             )
+        else:  # "online"
+            path = workdir / FOLDER / "frontier.json"
+            if results is None:
+                if not path.exists():
+                    raise FileNotFoundError(f"no {path}: run the 'evaluate' stage first")
+                results = json.loads(path.read_text())
+            results["online"] = timed(
+                "online", lambda r=results: _online(config, workdir, r, show_progress, log)
+            )
+            atomic.write_json(path, results)
     return results
 
 

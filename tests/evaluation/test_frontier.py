@@ -38,9 +38,20 @@ def tiny_frontier() -> dict:
     config = tiny_config()
     config["model"].update(conditions=("omega",), width=8, modes=4, depth=2, embed_dim=16)
     config["diffusion"]["sigma"] = 30.0
-    config["sampler"]["t_max"] = 0.4
+    config["sampler"].update(t_max=0.4, num_steps=2)  # online: EM 2, one of the samplers
     config["training"].update(batch_size=4, checkpoint_every=1000, log_every=10, warmup_steps=0)
     config["evaluation"].update(ensemble_size=3, max_snapshots=4, zero_shot=False)
+    config["physics"]["noise_modes"] = 7  # the band must fit the 16² solver of the online stage
+    config["simulation"].update(
+        trajectory=0,
+        t_start=0.01,
+        t_end=0.05,
+        every=2,
+        ensemble_size=2,
+        save_interval=0.01,
+        figure_times=(0.03, 0.05),
+        animation=False,
+    )
     section = frontier_section().to_dict()
     section.update(
         train_seconds=1.0,
@@ -48,6 +59,7 @@ def tiny_frontier() -> dict:
         samplers=(("euler_maruyama", 2), ("dpm_solver", 2)),
         timing_batches=(1, 3),
         timing_repeats=1,
+        online_members=2,
         models={
             "pcdm": {"model": {"kind": "score"}},
             "lcdm": {"model": {"kind": "latent"}, "latent": TINY_LATENT},
@@ -92,6 +104,9 @@ def test_model_config_applies_the_overrides_and_drops_the_frontier_section() -> 
         (lambda f: f.update(samplers=(("euler", 2),)), "frontier.samplers=['euler', 2]"),
         (lambda f: f.update(samplers=(("dpm_solver", 0),)), "frontier.samplers=['dpm_solver', 0]"),
         (lambda f: f.update(budget=1), "unknown field(s) ['budget']"),
+        (lambda f: f.update(reference="pcdm_big"), "frontier.reference='pcdm_big'"),
+        (lambda f: f.update(tolerance=-0.1), "frontier.tolerance=-0.1"),
+        (lambda f: f.update(online_members=0), "frontier.online_members=0"),
     ],
 )
 def test_a_bad_frontier_section_is_refused_in_one_line(change, message) -> None:
@@ -182,6 +197,40 @@ def test_sample_flops_count_nfe_score_evaluations_plus_the_encodings() -> None:
         assert step > 0
         assert counts[4] - counts[2] == pytest.approx(2 * step, rel=1e-9)
         assert counts[2] > 2 * step  # and the encodings on top
+
+
+def _entry(model: str, kind: str, sampler: str, nfe: int, error: float, seconds: float) -> dict:
+    return {
+        "model": model,
+        "kind": kind,
+        "sampler": sampler,
+        "num_steps": nfe,
+        "nfe": nfe,
+        "ensemble_mean": error,
+        "seconds_b100": seconds,
+    }
+
+
+def test_efficient_latent_is_the_cheapest_latent_model_within_the_tolerance() -> None:
+    results = {
+        "cost": "seconds_b100",
+        "entries": [
+            _entry("pcdm", "score", "euler_maruyama", 10, 0.100, 2.0),
+            _entry("pcdm", "score", "dpm_solver", 2, 0.200, 0.4),
+            _entry("pcdm_small", "score", "euler_maruyama", 10, 0.050, 0.5),  # not latent
+            _entry("lcdm", "latent", "euler_maruyama", 10, 0.105, 1.0),  # meets, 2×
+            _entry("fast", "latent", "euler_maruyama", 10, 0.111, 0.2),  # 11 % worse: fails
+            _entry("fast", "latent", "dpm_solver", 2, 0.21, 0.1),  # meets at DPM, 4×
+        ],
+    }
+    best = frontier.efficient_latent(results, "pcdm", 0.1)
+    assert (best["model"], best["sampler"], best["nfe"]) == ("fast", "dpm_solver", 2)
+    assert best["speedup"] == pytest.approx(4.0) and best["reference_ensemble_mean"] == 0.2
+    em = frontier.efficient_latent(results, "pcdm", 0.1, ("euler_maruyama", 10))
+    assert (em["model"], em["speedup"]) == ("lcdm", pytest.approx(2.0))
+    strict = frontier.efficient_latent(results, "pcdm", 0.01, ("euler_maruyama", 10))
+    assert isinstance(strict, str) and "no latent model is within 1%" in strict
+    assert "no entry of the reference model 'x'" in frontier.efficient_latent(results, "x")
 
 
 # --- end to end ------------------------------------------------------------------------------
@@ -275,3 +324,29 @@ def test_a_second_run_reuses_plan_runs_and_entries_and_a_change_is_scored_again(
     written = frontier.export_frontier(workdir, tmp_path / "results")
     assert sorted(p.name for p in written) == ["frontier.json", "frontier.png"]
     assert json.loads(written[0].read_text()) == more
+
+
+@pytest.mark.slow
+def test_the_online_stage_runs_the_cheapest_latent_model_meeting_the_bar(finished) -> None:
+    config, workdir, results, _ = finished
+    config = json.loads(json.dumps(config))
+    skip = json.loads(json.dumps(config))
+    skip["sampler"]["num_steps"] = 3  # the online sampler was not scored: nothing to choose
+    out = frontier.run_frontier(skip, workdir, stages=("online",), show_progress=False)
+    assert "(3 steps) (0 latent entries compared)" in out["online"]["skipped"]
+    config["frontier"]["tolerance"] = 1e6  # every latent model meets it: the cheapest runs
+    lines: list[str] = []
+    out = frontier.run_frontier(
+        config, workdir, stages=("online",), show_progress=False, log=lines.append
+    )
+    choice = frontier.efficient_latent(
+        out, "pcdm", 1e6, (config["sampler"]["name"], config["sampler"]["num_steps"])
+    )
+    online = out["online"]
+    assert online["latent_model"] == choice["model"] and online["reference_model"] == "pcdm"
+    assert online["members"] == 2 and online["t"] == [0.03, 0.05]
+    for name in frontier.ONLINE_SOURCES:
+        assert len(online[name]) == 2 and all(np.isfinite(online[name])), name
+        assert online["seconds"][name] > 0
+    assert online["reference"][-1] < online["none"][-1]  # the exact closure beats none
+    assert json.loads((workdir / "frontier" / "frontier.json").read_text())["online"] == online

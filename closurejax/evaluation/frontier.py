@@ -10,7 +10,8 @@ can be read against cost. Stages, in order:
 1. "data" — the study's dataset (`closurejax.data.generate.generate`; a frontier config keeps
    its study's `data` section, so it can run in that study's workdir and reuse its dataset);
 2. "plan" — each model's training-step time, measured side by side in one stage (the median of
-   `frontier.plan_steps` steps after a compiling one, in a scratch run that is then deleted),
+   up to `frontier.plan_steps` steps after a compiling one — one only where a step takes
+   minutes, `PLAN_EXTRA_SECONDS` — in a scratch run that is then deleted),
    and its length `frontier.train_seconds` ÷ that time → `<workdir>/frontier/plan.json`. Equal
    compute is the comparison: a model with a costly step sees fewer steps. The two-stage latent
    baseline spends the budget on its autoencoders (stage 1, rounded to whole epochs) and then
@@ -249,9 +250,16 @@ def _plan_key(model: Mapping[str, Any], seconds: float) -> str:
     return _digest({"model": model, "train_seconds": seconds})
 
 
+PLAN_EXTRA_SECONDS = 120.0
+"""The "plan" stage times one step after the compiling one, and times up to
+`frontier.plan_steps` − 1 more only if they take at most this long (a model whose step takes
+minutes is timed on one step)."""
+
+
 def _measure_step(model: dict[str, Any], workdir: Path, name: str, steps: int) -> dict:
     """Median seconds per training step of `model` (of its first stage for the two-stage
-    baseline) over `steps` steps after one compiling step, in a scratch run deleted after."""
+    baseline) over up to `steps` steps after one compiling step (`PLAN_EXTRA_SECONDS`), in a
+    scratch run deleted after."""
     scratch = json.loads(json.dumps(model))
     scratch["training"].update(log_every=1, checkpoint_every=10**9, num_steps=0)
     if _two_stage(scratch):
@@ -260,19 +268,29 @@ def _measure_step(model: dict[str, Any], workdir: Path, name: str, steps: int) -
         scratch["training"]["num_epochs"] = 10**6
     run_name = f"{FOLDER}/plan_scratch/{name}"
     folder = workdir / run_name
+    metrics = (folder / "autoencoders" if _two_stage(scratch) else folder) / "metrics.jsonl"
+    batch = int(model["training"]["batch_size"])
     shutil.rmtree(folder, ignore_errors=True)
+
+    def timed_steps(skip: tuple[int, ...] = (1,)) -> list[float]:
+        # the first step of each `run.train` call includes its compilation
+        records = trainer.read_metrics(metrics)
+        return [batch / r["samples_per_s"] for r in records if r["step"] not in skip]
+
     try:
-        run.train(scratch, workdir, num_steps=1 + steps, run_name=run_name, show_progress=False)
-        metrics_dir = folder / "autoencoders" if _two_stage(scratch) else folder
-        records = trainer.read_metrics(metrics_dir / "metrics.jsonl")
+        run.train(scratch, workdir, num_steps=2, run_name=run_name, show_progress=False)
+        first = timed_steps()[0]
+        if steps > 1 and first * (steps - 1) <= PLAN_EXTRA_SECONDS:
+            run.train(scratch, workdir, num_steps=2 + steps, run_name=run_name, show_progress=False)
+            timed = timed_steps(skip=(1, 3))
+        else:
+            timed = [first]
+        record = trainer.read_metrics(metrics)[0]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    batch = int(model["training"]["batch_size"])
-    timed = [batch / r["samples_per_s"] for r in records if r["step"] >= 2]
-    first = records[0]
     return {
         "step_seconds": statistics.median(timed),
-        "steps_per_epoch": int(round(first["step"] / first["epoch"])),
+        "steps_per_epoch": int(round(record["step"] / record["epoch"])),
         "timed_steps": len(timed),
     }
 

@@ -287,6 +287,7 @@ def test_every_model_and_sampler_gets_an_entry_with_the_issue_keys(finished) -> 
         assert facts["planned_steps"] == plan[name]["steps"] >= 1
         assert facts["train_seconds"] > 0
     assert plan["pcdm"]["steps"] == max(1, int(1.0 / plan["pcdm"]["step_seconds"]))
+    assert plan["pcdm"]["timed_steps"] == 2  # tiny steps: all plan_steps timed
     assert "stage1_epochs" in plan["lcdm_two_stage"]
     # the scratch runs of the plan are gone
     assert not (workdir / "frontier" / "plan_scratch").exists() or not any(

@@ -13,6 +13,13 @@ Group "latent" (paper B: P-CDM against L-CDM, both at paper B's architectures on
 * `latent/paper_b/flop_ratio` — the L-CDM sample's seconds ÷ its FLOP floor (the counted FLOPs
   ÷ the dense matmul rate measured in the same run, `flops.matmul_rate`); target ≤ 1.5: how
   close paper B's autoencoders run to the machine's peak.
+* `latent/efficient/speedup/b100` — the speed-up over the P-CDM of the cheapest L-CDM that meets
+  the frontier's accuracy bar (`closurejax.evaluation.frontier.efficient_latent`: an
+  ensemble-mean error within 10 % of paper B's P-CDM's at the same sampler and NFE, read from the
+  frontier's results, `CLOSUREJAX_BENCH_FRONTIER`, default
+  experiments/results/frontier_h_cpu/frontier.json), both timed here side by side at batch 100
+  with that sampler; target ≥ 3. NaN, with the reason in its config, when no results are found
+  or no L-CDM meets the bar.
 When a trained CPU-scale latent study is found (experiments/configs/cpu_latent.py in the folder
 named by `CLOSUREJAX_BENCH_LATENT_STUDY`, default workdirs/cpu_study, with its `latent` and ω-only
 `score` runs), `latent/study/{lcdm,pcdm}/rel_error_{sample,mean}` give their offline accuracy on
@@ -25,6 +32,7 @@ paper_b_lcdm_joint and cpu_latent (that of the trained latent study).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -38,7 +46,11 @@ from closurejax.diffusion import conditional
 from closurejax.models.flops import matmul_rate, xla_flops
 from closurejax.timing import time_fn
 
-__all__ = ["CONFIGS", "GROUPS", "LATENT_STUDY_ENV", "latent_benchmarks"]
+__all__ = ["CONFIGS", "FRONTIER_ENV", "GROUPS", "LATENT_STUDY_ENV", "latent_benchmarks"]
+
+FRONTIER_ENV = "CLOSUREJAX_BENCH_FRONTIER"
+"""Environment variable naming the frontier.json of the "latent" group's efficient speed-up."""
+DEFAULT_FRONTIER = "experiments/results/frontier_h_cpu/frontier.json"
 
 LATENT_STUDY_ENV = "CLOSUREJAX_BENCH_LATENT_STUDY"
 """Environment variable naming the CPU-scale latent study workdir for the "latent" group."""
@@ -65,13 +77,17 @@ def _lcdm_config(configs: Configs, quick: bool) -> dict:
 
 
 def latent_benchmarks(
-    quick: bool, configs: Configs, study_workdir: str | None = None
+    quick: bool,
+    configs: Configs,
+    study_workdir: str | None = None,
+    frontier_path: str | None = None,
 ) -> list[BenchRecord]:
     """Group "latent": cost of one P-CDM and one L-CDM closure sample; see the module docstring.
 
     `quick`: tiny sizes for tests (16², batch 4, small networks); `configs`: paper_b,
-    paper_b_lcdm_joint and, used when the trained latent study is found in `study_workdir`
-    (default `LATENT_STUDY_ENV`), its config cpu_latent.
+    paper_b_lcdm_joint, frontier_h_cpu (whose models `frontier_path`, default `FRONTIER_ENV`,
+    ranks) and, used when the trained latent study is found in `study_workdir` (default
+    `LATENT_STUDY_ENV`), its config cpu_latent.
     """
     from closurejax.diffusion import latent_model
     from closurejax.models import fno
@@ -220,8 +236,80 @@ def latent_benchmarks(
             ),
         )
     )
+    out.append(_efficient_record(quick, configs, frontier_path, repeats))
     out += _latent_study_records(quick, configs, study_workdir)
     return out
+
+
+def _shrunk(config: dict) -> dict:
+    """A frontier model's config at quick-test size: 16², tiny networks (timing only)."""
+    config["data"]["coarse_size"] = 16
+    config["model"].update(width=8, modes=4, embed_dim=16)
+    config["latent"].update(ae_groups=4, ae_num_heads=2, width=8, modes=2, depth=2, embed_dim=16)
+    config["latent"]["ae_channels"] = [8, 16][: len(config["latent"]["ae_channels"])]
+    return config
+
+
+def _efficient_record(
+    quick: bool, configs: Configs, frontier_path: str | None, repeats: int
+) -> BenchRecord:
+    """`latent/efficient/speedup/b{B}` (module docstring)."""
+    from closurejax.diffusion import latent_model
+    from closurejax.evaluation import frontier
+
+    b = 4 if quick else 100
+    name = f"latent/efficient/speedup/b{b}"
+    path = Path(frontier_path or os.environ.get(FRONTIER_ENV, DEFAULT_FRONTIER)).resolve()
+    config = study_config(configs, "frontier_h_cpu")
+    section = config["frontier"]
+
+    def missing(reason: str) -> BenchRecord:
+        return record(
+            name, float("nan"), "ratio", target=3.0, lower_is_better=False,
+            config={"frontier": str(path), "reason": reason},
+        )  # fmt: skip
+
+    if not path.exists():
+        return missing(f"no frontier results at {path} (make reproduce STUDY=frontier_h_cpu)")
+    results = json.loads(path.read_text())
+    choice = frontier.efficient_latent(results, section["reference"], float(section["tolerance"]))
+    if isinstance(choice, str):
+        return missing(choice)
+    stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "target")}
+    sampler_section = config["sampler"]
+    seconds = {}
+    key = jax.random.PRNGKey(0)
+    for role, model_name in (("pcdm", choice["reference"]), ("lcdm", choice["model"])):
+        model_cfg = frontier.model_config(config, model_name)
+        if quick:
+            model_cfg = _shrunk(model_cfg)
+        n = int(model_cfg["data"]["coarse_size"])
+        if model_cfg["model"]["kind"] == latent_model.KIND:
+            model = latent_model.from_config(model_cfg, stats)
+        else:
+            model = conditional.from_config(model_cfg, stats)
+        params = jax.jit(lambda k, m=model, n=n: m.init(k, n))(key)
+        sampler = conditional.sampler_from_config(
+            sampler_section, name=choice["sampler"], num_steps=int(choice["num_steps"])
+        )
+        cond = {"omega": jax.random.normal(key, (b, n, n))}
+        fn = jax.jit(lambda p, k, c, m=model, s=sampler: m.sample(p, k, c, s))
+        seconds[role] = time_fn(fn, params, key, cond, repeats=repeats)["median"]
+    return record(
+        name,
+        seconds["pcdm"] / seconds["lcdm"],
+        "ratio",
+        target=3.0,
+        lower_is_better=False,
+        config={
+            "frontier": str(path),
+            **{k: v for k, v in choice.items() if k != "speedup"},
+            "frontier_speedup": choice["speedup"],
+            "pcdm_seconds": seconds["pcdm"],
+            "lcdm_seconds": seconds["lcdm"],
+            "batch": b,
+        },
+    )
 
 
 def _latent_study_records(
@@ -271,7 +359,9 @@ def _latent_study_records(
     return out
 
 
-CONFIGS: dict[str, tuple[str, ...]] = {"latent": ("cpu_latent", "paper_b", "paper_b_lcdm_joint")}
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "latent": ("cpu_latent", "frontier_h_cpu", "paper_b", "paper_b_lcdm_joint")
+}
 """The study configs each group of this module needs, by name (`Configs`)."""
 GROUPS: dict[str, Group] = {"latent": latent_benchmarks}
 """The groups of this module by name."""

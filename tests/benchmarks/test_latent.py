@@ -16,12 +16,20 @@ CONFIGS = latent.CONFIGS["latent"]
 @pytest.mark.slow  # ≈ 20 s on 2 cores; `make test-slow` (and CI) runs it
 def test_latent_group_quick(tmp_path: Path) -> None:
     configs = study_configs(CONFIGS)
-    records = {r.name: r for r in latent.latent_benchmarks(True, configs, str(tmp_path))}
+    records = {
+        r.name: r
+        for r in latent.latent_benchmarks(
+            True, configs, str(tmp_path), str(tmp_path / "frontier.json")
+        )
+    }
     parts = ("encode", "latent_sampling", "decode")
     expected = {"latent/pcdm/sample/b4/seconds", "latent/lcdm/sample/b4/seconds"}
     expected |= {f"latent/lcdm/{part}/b4/seconds" for part in parts}
-    expected |= {"latent/speedup/b4", "latent/paper_b/flop_ratio"}
+    expected |= {"latent/speedup/b4", "latent/paper_b/flop_ratio", "latent/efficient/speedup/b4"}
     assert set(records) == expected  # no trained study in tmp_path: no accuracy rows
+    efficient = records.pop("latent/efficient/speedup/b4")  # no frontier results given: NaN
+    assert math.isnan(efficient.value) and not efficient.meets_target
+    assert "no frontier results at" in efficient.config["reason"]
     for r in records.values():
         assert math.isfinite(r.value) and r.value > 0
     speedup = records["latent/speedup/b4"]
@@ -76,3 +84,59 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
     assert flat.batch_chunk is None
     assert math.isclose(decode_flops(flat, 4), 4 * decode_flops(flat, 1), rel_tol=1e-3)
     assert decode_flops(sliced, 4) < 0.5 * decode_flops(flat, 4)  # the bug it avoids
+
+
+def _frontier_results(fast16_error: float) -> dict:
+    def entry(model: str, kind: str, error: float, seconds: float) -> dict:
+        return {
+            "model": model,
+            "kind": kind,
+            "sampler": "euler_maruyama",
+            "num_steps": 10,
+            "nfe": 10,
+            "ensemble_mean": error,
+            "seconds_b100": seconds,
+        }
+
+    return {
+        "cost": "seconds_b100",
+        "entries": [
+            entry("pcdm", "score", 0.10, 0.025),
+            entry("lcdm", "latent", 0.105, 0.08),
+            entry("lcdm_fast16", "latent", fast16_error, 0.004),
+        ],
+    }
+
+
+@pytest.mark.slow  # two tiny models compiled and timed: ≈ 15 s
+def test_efficient_speedup_times_the_cheapest_lcdm_meeting_the_bar_beside_the_pcdm(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    configs = study_configs(CONFIGS)
+    path = tmp_path / "frontier.json"
+    path.write_text(json.dumps(_frontier_results(0.109)))
+    r = latent._efficient_record(True, configs, str(path), 1)
+    assert r.name == "latent/efficient/speedup/b4" and r.target == 3.0
+    assert r.config["model"] == "lcdm_fast16" and r.config["reference"] == "pcdm"
+    assert r.config["frontier_speedup"] == pytest.approx(0.025 / 0.004)
+    assert math.isclose(r.value, r.config["pcdm_seconds"] / r.config["lcdm_seconds"])
+    assert r.meets_target == (r.value >= 3.0)
+    # fast16 11 % worse than the P-CDM: paper B's L-CDM is the cheapest meeting the bar
+    path.write_text(json.dumps(_frontier_results(0.111)))
+    assert latent._efficient_record(True, configs, str(path), 1).config["model"] == "lcdm"
+
+
+def test_efficient_speedup_is_nan_with_the_reason_when_no_lcdm_meets_the_bar(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    results = _frontier_results(0.2)
+    results["entries"][1]["ensemble_mean"] = 0.2
+    path = tmp_path / "frontier.json"
+    path.write_text(json.dumps(results))
+    r = latent._efficient_record(True, study_configs(CONFIGS), str(path), 1)
+    assert math.isnan(r.value) and r.meets_target is False
+    assert "no latent model is within 10% of 'pcdm'" in r.config["reason"]

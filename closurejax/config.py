@@ -46,6 +46,7 @@ Fields:
     modes (4), depth (4), embed_dim (256), embed_scale (30) of the latent FNO score network,
     loss_weights ((w_H, w_ω, w_s, w_KL) = (10, 0.1, 0.1, 0.01) of the joint loss), stage1_weights
     ((w_H, w_ω, w_KL) = (10, 0.1, 0) of the two-stage autoencoder stage), stage1_epochs (500),
+    stage1_steps (0: stage1_epochs epochs; > 0: stage 1's length in steps),
     kl_eps (1e-8), dsm_target_grad (True: paper B, the DSM term also trains the target encoder;
     False: it does not), kl_reduction ("mean" over latent entries | "sum": like the DSM term) — at
     the defaults the joint latents collapse (spread ≪ the sampler's σ), with "sum" they keep an O(1)
@@ -180,6 +181,7 @@ def base_config() -> ml_collections.ConfigDict:
             loss_weights=(10.0, 0.1, 0.1, 0.01),
             stage1_weights=(10.0, 0.1, 0.0),
             stage1_epochs=500,
+            stage1_steps=0,
             kl_eps=1e-8,
             dsm_target_grad=True,
             kl_reduction="mean",

@@ -21,6 +21,22 @@ TINY_DATA = dict(
 )
 
 
+TINY_LATENT = dict(
+    ae_channels=(4, 8),
+    ae_num_res_blocks=1,
+    ae_attention=False,  # attention: tests/diffusion/test_latent_model.py and the paper configs
+    ae_num_heads=2,
+    ae_groups=2,
+    latent_channels=1,
+    width=8,
+    modes=4,
+    depth=1,
+    embed_dim=16,
+    stage1_epochs=2,
+)
+"""A tiny latent section: 4 → 8 channel autoencoders and a small latent FNO."""
+
+
 def tiny_config(**data_overrides: object) -> dict:
     """The demo config as a dict with the `data` section of `TINY_DATA` (plus overrides)."""
     config = demo.get_config().to_dict()

@@ -35,7 +35,10 @@ branch runs inside the sampler's ``lax.scan``. The autoencoders run on cache-siz
 slice at paper B's 64² with 128 full-resolution channels): on the 2-core development CPU the
 paper-size ω encoder at batch 100 takes 4.5 s in slices of one against 10.7 s in one call, the
 decoder 3.5 s against 8.3 s. Under ``jax.vmap`` (online ensembles) the inference paths fold the
-mapped axis into the batch (`closurejax.models.chunking.fold_vmap`).
+mapped axis into the batch (`closurejax.models.chunking.fold_vmap`). The training losses run the
+autoencoders on the whole batch: reverse-mode AD through the slices' loop is many times slower
+(the gradient of the fast8 pair's joint loss at batch 32: 21 s in slices, 1.3 s in one call on
+the development CPU; paper B's pair trained at ≈ 290 s per step in slices).
 
 **Joint training** (``loss``; paper B, "Joint training"; `closurejax.diffusion.latent.
 joint_latent_loss`): with normalised fields ``H', omega'``, ``z_H = E_H(H')``,
@@ -354,8 +357,12 @@ class LatentDiffusionModel:
         return max(w * p for w, p in zip(widest, sizes, strict=True))
 
     def _sliced(self, apply: Any, ae_params: Any, field: Array, n: int, fold: bool) -> Array:
-        """``apply(ae_params, field)`` on batch slices; with ``fold``, a vmap over ``field``
-        folds into the batch (``chunking.fold_vmap``; inference only, no reverse-mode AD)."""
+        """``apply(ae_params, field)`` on batch slices, a vmap over ``field`` folded into the
+        batch (``chunking.fold_vmap``): the inference paths. ``fold=False`` marks a training loss
+        (differentiated): one call on the whole batch (module docstring: AD through the slices'
+        loop is many times slower)."""
+        if not fold:
+            return apply(ae_params, field)
         chunk = self.chunk_size(n)
 
         def run(p: Any, x: Array) -> Array:

@@ -13,10 +13,11 @@ can be read against cost. Stages, in order:
    up to `frontier.plan_steps` steps after a compiling one — one only where a step takes
    minutes, `PLAN_EXTRA_SECONDS` — in a scratch run that is then deleted),
    and its length `frontier.train_seconds` ÷ that time → `<workdir>/frontier/plan.json`. Equal
-   compute is the comparison: a model with a costly step sees fewer steps. The two-stage latent
-   baseline spends the budget on its autoencoders (stage 1, rounded to whole epochs) and then
-   trains its latent score for as many steps (paper B: equal epochs for both stages); its
-   stage 2 is cheap and its time is reported. A model's plan is kept until its config or the
+   compute is the comparison: a model with a costly step sees fewer steps, and its learning-rate
+   warm-up is at most a tenth of its run. The two-stage latent baseline spends the budget on its
+   autoencoders (stage 1, `latent.stage1_steps`) and then trains its latent score for as many
+   steps (paper B: equal epochs for both stages); its stage 2 is cheap and its time is
+   reported. A model's plan is kept until its config or the
    budget changes (then it is measured again and its old run must be deleted: training refuses
    a checkpoint of another architecture);
 3. "train" — each model for its planned steps in `<workdir>/frontier/<model>` (`training.run`:
@@ -246,6 +247,8 @@ def _plan_key(model: Mapping[str, Any], seconds: float) -> str:
     for field in ("num_epochs", "num_steps"):
         model["training"].pop(field, None)
     model["latent"].pop("stage1_epochs", None)
+    model["latent"].pop("stage1_steps", None)
+    model["training"].pop("warmup_steps", None)
     model.pop("name", None)
     return _digest({"model": model, "train_seconds": seconds})
 
@@ -309,11 +312,7 @@ def _plan(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> 
             continue
         log(f"frontier: plan {name}: timing {section['plan_steps']} training steps …")
         measured = _measure_step(model, workdir, name, int(section["plan_steps"]))
-        steps = max(1, int(seconds / measured["step_seconds"]))
-        entry = {"key": key, **measured, "steps": steps}
-        if _two_stage(model):
-            epochs = max(1, round(steps / measured["steps_per_epoch"]))
-            entry.update(stage1_epochs=epochs, steps=epochs * measured["steps_per_epoch"])
+        entry = {"key": key, **measured, "steps": _steps(seconds, measured["step_seconds"])}
         plan[name] = entry
         stored[name] = entry
         atomic.write_json(path, stored)
@@ -324,8 +323,16 @@ def _plan(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> 
     return plan
 
 
+def _steps(seconds: float, step_seconds: float) -> int:
+    """The training steps a budget of `seconds` buys at `step_seconds` per step (≥ 1)."""
+    return max(1, int(seconds / step_seconds))
+
+
 def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict[str, Any]:
-    """`model_config(name)` with its planned run length."""
+    """`model_config(name)` with its planned run length: the budget ÷ the measured step time
+    (the two-stage baseline: that many steps for each stage), and a learning-rate warm-up of at
+    most a tenth of the run (a run shorter than the configured warm-up would never reach its
+    learning rate)."""
     model = model_config(config, name)
     key = _plan_key(model, config["frontier"]["train_seconds"])
     if name not in plan or plan[name]["key"] != key:
@@ -333,10 +340,12 @@ def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict
             f"frontier model {name!r} has no current plan (its config or the budget changed): "
             "run the 'plan' stage"
         )
-    entry = plan[name]
+    steps = _steps(float(config["frontier"]["train_seconds"]), plan[name]["step_seconds"])
     if _two_stage(model):
-        model["latent"]["stage1_epochs"] = int(entry["stage1_epochs"])
-    model["training"]["num_steps"] = int(entry["steps"])
+        model["latent"]["stage1_steps"] = steps
+    model["training"]["num_steps"] = steps
+    training = model["training"]
+    training["warmup_steps"] = min(int(training["warmup_steps"]), steps // 10)
     return model
 
 
@@ -493,10 +502,9 @@ def _results(
         models[name] = {
             "kind": mine.get("kind"),
             "params": mine.get("params"),
-            "planned_steps": p["steps"],
+            "planned_steps": _steps(float(section["train_seconds"]), p["step_seconds"]),
             "step_seconds": p["step_seconds"],
             "train_seconds": timings.wall_seconds(f"train/{name}"),
-            **({"stage1_epochs": p["stage1_epochs"]} if "stage1_epochs" in p else {}),
         }
     return {
         "study": config["name"],

@@ -9,7 +9,8 @@ B's latent model (`model.kind = "latent"`, closurejax.diffusion.latent_model):
 * `latent.training_mode = "joint"`: one run `<workdir>/latent` — one optimiser over both
   autoencoders and the latent score network (`LatentDiffusionModel.loss`);
 * `latent.training_mode = "two_stage"`: `<workdir>/latent_two_stage/autoencoders` (stage 1: the
-  autoencoders on `reconstruction_loss` for `latent.stage1_epochs` epochs), then
+  autoencoders on `reconstruction_loss` for `latent.stage1_epochs` epochs or
+  `latent.stage1_steps` steps), then
   `<workdir>/latent_two_stage/score` (stage 2: the training set encoded with the frozen stage-1
   EMA encoders, the latent score fitted on those latents by `latent_loss` for
   `training.num_epochs` epochs). Each stage is one `Trainer` run (exact resume, checkpoints,
@@ -373,12 +374,23 @@ def _latent_trainer(
         raise ValueError(
             f"latent.stage1_epochs={stage1_epochs!r} is invalid: expected an integer >= 1"
         )
+    stage1_steps = config["latent"].get("stage1_steps", 0)  # absent before it was a field
+    if isinstance(stage1_steps, bool) or not isinstance(stage1_steps, int) or stage1_steps < 0:
+        raise ValueError(
+            f"latent.stage1_steps={stage1_steps!r} is invalid; allowed: 0 (use stage1_epochs) "
+            "or an int ≥ 1"
+        )
+    stage1_optim = dataclasses.replace(
+        optim,
+        num_epochs=None if stage1_steps else int(stage1_epochs),
+        num_steps=stage1_steps or None,
+    )
     if stage == "autoencoders":
         trainer = _trainer(
             lambda key: model.init_autoencoders(key, n),
             model.reconstruction_loss,
             batches,
-            dataclasses.replace(optim, num_epochs=int(stage1_epochs), num_steps=None),
+            stage1_optim,
             training,
             folder,
             show_progress,

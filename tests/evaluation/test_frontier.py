@@ -16,42 +16,22 @@ from closurejax.config import frontier_section
 from closurejax.diffusion import conditional, latent_model
 from closurejax.evaluation import frontier, offline
 from closurejax.models import flops
-from tests.tiny import tiny_config
+from tests import tiny
 
-TINY_LATENT = dict(
-    ae_channels=(4, 8),
-    ae_num_res_blocks=1,
-    ae_attention=False,
-    ae_num_heads=2,
-    ae_groups=2,
-    latent_channels=1,
-    width=8,
-    modes=4,
-    depth=1,
-    embed_dim=16,
-    kl_reduction="sum",
-)
+TINY_LATENT = {**tiny.TINY_LATENT, "kl_reduction": "sum"}
 
 
 def tiny_frontier() -> dict:
-    """A 16² study (10 training snapshots) with a tiny P-CDM and two tiny L-CDMs."""
-    config = tiny_config()
-    config["model"].update(conditions=("omega",), width=8, modes=4, depth=2, embed_dim=16)
+    """The online tests' 32² → 16² study (10 training snapshots) with a tiny P-CDM and two tiny
+    L-CDMs."""
+    config = tiny.tiny_online(fine=32, coarse=16)
+    config["model"].update(conditions=("omega",))
     config["diffusion"]["sigma"] = 30.0
     config["sampler"].update(t_max=0.4, num_steps=2)  # online: EM 2, one of the samplers
-    config["training"].update(batch_size=4, checkpoint_every=1000, log_every=10, warmup_steps=0)
+    config["training"].update(checkpoint_every=1000, log_every=10, warmup_steps=0)
     config["evaluation"].update(ensemble_size=3, max_snapshots=4, zero_shot=False)
     config["physics"]["noise_modes"] = 7  # the band must fit the 16² solver of the online stage
-    config["simulation"].update(
-        trajectory=0,
-        t_start=0.01,
-        t_end=0.05,
-        every=2,
-        ensemble_size=2,
-        save_interval=0.01,
-        figure_times=(0.03, 0.05),
-        animation=False,
-    )
+    config["simulation"]["animation"] = False
     section = frontier_section().to_dict()
     section.update(
         train_seconds=1.0,
@@ -120,7 +100,7 @@ def test_a_bad_frontier_section_is_refused_in_one_line(change, message) -> None:
 
 def test_a_config_without_a_frontier_section_is_refused() -> None:
     with pytest.raises(ValueError, match="no 'frontier' section"):
-        frontier.check_frontier(tiny_config())
+        frontier.check_frontier(tiny.tiny_config())
 
 
 def test_the_cpu_frontier_config_shares_the_study_data_and_names_the_issue_models() -> None:
@@ -149,6 +129,29 @@ def test_the_cpu_frontier_config_shares_the_study_data_and_names_the_issue_model
 
 
 # --- Pareto flags, FLOPs ---------------------------------------------------------------------
+
+
+def test_the_planned_run_is_the_budget_over_the_step_time_with_a_short_warm_up() -> None:
+    config = tiny_frontier()
+    config["frontier"]["train_seconds"] = 100.0
+    config["training"]["warmup_steps"] = 100
+    plan = {
+        name: {"key": frontier._plan_key(frontier.model_config(config, name), 100.0), **timing}
+        for name, timing in (
+            ("pcdm", {"step_seconds": 0.05}),
+            ("lcdm_two_stage", {"step_seconds": 3.0}),
+        )
+    }
+    pcdm = frontier._planned(config, "pcdm", plan)
+    assert pcdm["training"]["num_steps"] == 2000 and pcdm["training"]["warmup_steps"] == 100
+    two = frontier._planned(config, "lcdm_two_stage", plan)
+    assert two["latent"]["stage1_steps"] == two["training"]["num_steps"] == 33
+    assert two["training"]["warmup_steps"] == 3  # a tenth of the run
+    with pytest.raises(ValueError, match="'lcdm' has no current plan"):
+        frontier._planned(config, "lcdm", plan)
+    config["frontier"]["train_seconds"] = 50.0  # another budget: plan again
+    with pytest.raises(ValueError, match="'pcdm' has no current plan"):
+        frontier._planned(config, "pcdm", plan)
 
 
 def test_pareto_flags_the_undominated_points() -> None:
@@ -288,7 +291,8 @@ def test_every_model_and_sampler_gets_an_entry_with_the_issue_keys(finished) -> 
         assert facts["train_seconds"] > 0
     assert plan["pcdm"]["steps"] == max(1, int(1.0 / plan["pcdm"]["step_seconds"]))
     assert plan["pcdm"]["timed_steps"] == 2  # tiny steps: all plan_steps timed
-    assert "stage1_epochs" in plan["lcdm_two_stage"]
+    two = results["models"]["lcdm_two_stage"]["planned_steps"]
+    assert two == max(1, int(1.0 / plan["lcdm_two_stage"]["step_seconds"]))
     # the scratch runs of the plan are gone
     assert not (workdir / "frontier" / "plan_scratch").exists() or not any(
         (workdir / "frontier" / "plan_scratch").iterdir()

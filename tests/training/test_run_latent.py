@@ -15,21 +15,7 @@ from closurejax.data import generate, store
 from closurejax.diffusion import conditional, latent_model
 from closurejax.evaluation import offline
 from closurejax.training import checkpoint, run
-from tests.tiny import tiny_config
-
-TINY_LATENT = dict(
-    ae_channels=(4, 8),
-    ae_num_res_blocks=1,
-    ae_attention=False,  # attention: tests/diffusion/test_latent_model.py and the paper configs
-    ae_num_heads=2,
-    ae_groups=2,
-    latent_channels=1,
-    width=8,
-    modes=4,
-    depth=1,
-    embed_dim=16,
-    stage1_epochs=2,
-)
+from tests.tiny import TINY_LATENT, tiny_config
 
 
 def tiny_latent_study(mode: str = "joint") -> dict:
@@ -336,3 +322,25 @@ def test_paper_b_latent_configs_build_train_one_step_and_sample(study_name):
     sample = jax.jit(lambda p, k: model.sample(p, k, {"omega": batch["omega"]}, sampler))
     out = sample(params, key)
     assert out.shape == (2, n, n) and np.all(np.isfinite(np.asarray(out)))
+
+
+def test_stage1_steps_sets_the_autoencoder_stage_in_steps(study) -> None:
+    workdir = study[1]
+    config = tiny_latent_study("two_stage")
+    config["latent"]["stage1_steps"] = 3
+    _, trainer = run.build_trainer(
+        config, workdir, run_name="stage1_steps", show_progress=False, stage="autoencoders"
+    )
+    with trainer:
+        assert trainer.total_steps == 3
+    config["latent"]["stage1_steps"] = 0  # the epochs decide
+    _, trainer = run.build_trainer(
+        config, workdir, run_name="stage1_epochs", show_progress=False, stage="autoencoders"
+    )
+    with trainer:
+        assert trainer.total_steps == config["latent"]["stage1_epochs"] * 2  # ⌊10 samples / 4⌋
+    config["latent"]["stage1_steps"] = -1
+    with pytest.raises(ValueError, match=r"latent\.stage1_steps=-1 is invalid"):
+        run.build_trainer(
+            config, workdir, run_name="bad", show_progress=False, stage="autoencoders"
+        )

@@ -140,13 +140,9 @@ def run_online(
     start, num_steps, save_every = spec.schedule(dt, study.spec.num_test)
     times = spec.snapshot_times(dt, study.spec.num_test)
     names = tuple(source_names or spec.sources)
-    unknown = [
-        n
-        for n in names
-        if n not in sources.MODEL_KINDS and n not in ("none", "reference", "smagorinsky")
-    ]
+    unknown = [n for n in names if n not in sources.SOURCES]
     if unknown:
-        raise ValueError(f"unknown closure source(s) {unknown}")
+        raise ValueError(f"unknown closure source(s) {unknown}; allowed: {sources.SOURCES}")
     coarse = ns.make_solver(
         study.params, study.spec.coarse_size, study.spec.stepper, study.spec.closure
     )

@@ -41,12 +41,12 @@ from closurejax import atomic
 from closurejax.config_section import from_section, invalid
 from closurejax.data import generate
 from closurejax.physics import navier_stokes as ns
-from closurejax.simulation import coupled
+from closurejax.simulation import coupled, sources
 from closurejax.simulation.coupled import SAMPLER_NOISE
 
 __all__ = ["SOURCES", "OnlineSpec", "Reference", "RunResult", "coupled_run", "reference_run"]
 
-SOURCES = ("none", "diffusion", "latent", "regression", "reference", "smagorinsky")
+SOURCES = sources.SOURCES  # the one list, kept where the sources are built
 
 
 def _bad(field: str, value: Any, allowed: str) -> ValueError:

@@ -39,6 +39,8 @@ from closurejax.training import checkpoint, run
 
 __all__ = [
     "MODEL_KINDS",
+    "PARAMETER_FREE",
+    "SOURCES",
     "IncompatibleModelError",
     "check_checkpoint",
     "checkpoint_dir",
@@ -49,6 +51,13 @@ __all__ = [
 
 MODEL_KINDS = {"diffusion": "score", "regression": "regression", "latent": "latent"}
 """Online source name → the `model.kind` of the training run it loads."""
+
+PARAMETER_FREE = ("none", "reference", "smagorinsky")
+"""Online sources without a trained model."""
+
+SOURCES = (*PARAMETER_FREE, *MODEL_KINDS)
+"""Every online closure source name (the one list: the config check, the online test and
+`source_from_config` read it)."""
 
 # physics fields that change the closure a model has learnt
 _PHYSICS_KEYS = (
@@ -174,10 +183,7 @@ def source_from_config(
     if name == "smagorinsky":
         return coupled.Smagorinsky(solver.grid, float(config["data"]["smagorinsky_cs"]))
     if name not in MODEL_KINDS:
-        raise ValueError(
-            f"unknown closure source {name!r}; allowed: "
-            f"{('none', 'reference', 'smagorinsky', *MODEL_KINDS)}"
-        )
+        raise ValueError(f"unknown closure source {name!r}; allowed: {SOURCES}")
     kind = MODEL_KINDS[name]
     trained, where = trained_config(workdir, kind, config)
     check_checkpoint(trained, kind, solver, str(where))

@@ -38,6 +38,16 @@ def test_spec_validation() -> None:
     np.testing.assert_allclose(spec.snapshot_times(1e-3, 1), np.arange(11) * 0.1)
 
 
+def test_one_list_of_closure_sources_serves_the_spec_and_the_builder() -> None:
+    assert sources.SOURCES == (*sources.PARAMETER_FREE, *sources.MODEL_KINDS)
+    assert online.SOURCES is sources.SOURCES
+    for name in sources.SOURCES:  # every listed source passes the config check
+        online.OnlineSpec(sources=(name,))
+    solver = ns.make_solver(ns.FlowParams(noise_modes=7), 16, closure="H")
+    with pytest.raises(ValueError, match=r"unknown closure source 'magic'; allowed: \('none'"):
+        sources.source_from_config("magic", tiny_online(), "/nonexistent", solver)
+
+
 def test_reference_reproduces_the_dataset_trajectory(study) -> None:
     """Same seeds: the regenerated reference equals the dataset's test trajectory."""
     config, workdir = study

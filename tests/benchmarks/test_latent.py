@@ -69,6 +69,7 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
     import jax
 
     from closurejax.diffusion import latent_model
+    from closurejax.models.flops import xla_flops
 
     config = latent._lcdm_config(study_configs(CONFIGS), True)
     stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "target")}
@@ -78,7 +79,7 @@ def test_flops_are_counted_on_the_whole_batch_not_one_slice() -> None:
 
     def decode_flops(model, batch: int) -> float:
         z = jax.numpy.zeros((batch, m, m))
-        return latent._flops(lambda p, z: model.decode(p, "target", z), params, z)
+        return xla_flops(lambda p, z: model.decode(p, "target", z), params, z)
 
     flat = latent._unsliced(sliced)
     assert flat.batch_chunk is None

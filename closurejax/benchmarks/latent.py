@@ -254,8 +254,8 @@ def _efficient_record(
     quick: bool, configs: Configs, frontier_path: str | None, repeats: int
 ) -> BenchRecord:
     """`latent/efficient/speedup/b{B}` (module docstring)."""
-    from closurejax.diffusion import latent_model
     from closurejax.evaluation import frontier
+    from closurejax.training import run
 
     b = 4 if quick else 100
     name = f"latent/efficient/speedup/b{b}"
@@ -284,10 +284,7 @@ def _efficient_record(
         if quick:
             model_cfg = _shrunk(model_cfg)
         n = int(model_cfg["data"]["coarse_size"])
-        if model_cfg["model"]["kind"] == latent_model.KIND:
-            model = latent_model.from_config(model_cfg, stats)
-        else:
-            model = conditional.from_config(model_cfg, stats)
+        model = run.model_from_config(model_cfg, stats)
         params = jax.jit(lambda k, m=model, n=n: m.init(k, n))(key)
         sampler = conditional.sampler_from_config(
             sampler_section, name=choice["sampler"], num_steps=int(choice["num_steps"])

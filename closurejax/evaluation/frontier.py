@@ -405,17 +405,14 @@ def _entry(
 
 
 def _model_facts(model: Any, params: Any, fields: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    facts: dict[str, Any] = {"kind": model.kind}
+    facts: dict[str, Any] = {"kind": model.kind, "params": fno.count_params(params)}
     if model.kind == latent_model.KIND:
-        facts["params"] = fno.count_params(params)
         facts["params_per_part"] = {k: fno.count_params(v) for k, v in params.items()}
         recon = offline.evaluate_reconstruction(model, params, fields)
         facts["reconstruction"] = {k: v["rel_error"] for k, v in recon.items()}
         targets = jnp.asarray(fields["target"][: min(100, len(fields["target"]))])
         z = jax.jit(model.encode, static_argnums=1)(params, "target", targets)
         facts["latent_std"] = float(latent.latent_std(z))
-    else:
-        facts["params"] = fno.count_params(params)
     return facts
 
 
@@ -685,7 +682,7 @@ def run_frontier(
             plan = plan or _read_plan(workdir)
             for name in config["frontier"]["models"]:
                 model = _planned(config, name, plan)
-                log(f"frontier: train {name} ({plan[name]['steps']} steps) …")
+                log(f"frontier: train {name} ({model['training']['num_steps']} steps) …")
                 timed(
                     f"train/{name}",
                     lambda model=model, name=name: run.train(

@@ -253,6 +253,10 @@ def _plan_key(model: Mapping[str, Any], seconds: float) -> str:
     return _digest({"model": model, "train_seconds": seconds})
 
 
+CHECKPOINT_SECONDS = 300.0
+"""A planned run saves a checkpoint at least every this many seconds of its measured step time
+(and at its end), so a killed run loses at most this much training when it resumes."""
+
 PLAN_EXTRA_SECONDS = 120.0
 """The "plan" stage times one step after the compiling one, and times up to
 `frontier.plan_steps` − 1 more only if they take at most this long (a model whose step takes
@@ -330,9 +334,9 @@ def _steps(seconds: float, step_seconds: float) -> int:
 
 def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict[str, Any]:
     """`model_config(name)` with its planned run length: the budget ÷ the measured step time
-    (the two-stage baseline: that many steps for each stage), and a learning-rate warm-up of at
+    (the two-stage baseline: that many steps for each stage), a learning-rate warm-up of at
     most a tenth of the run (a run shorter than the configured warm-up would never reach its
-    learning rate)."""
+    learning rate), and a checkpoint at least every `CHECKPOINT_SECONDS` of training."""
     model = model_config(config, name)
     key = _plan_key(model, config["frontier"]["train_seconds"])
     if name not in plan or plan[name]["key"] != key:
@@ -346,6 +350,8 @@ def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict
     model["training"]["num_steps"] = steps
     training = model["training"]
     training["warmup_steps"] = min(int(training["warmup_steps"]), steps // 10)
+    cadence = max(1, int(CHECKPOINT_SECONDS / plan[name]["step_seconds"]))
+    training["checkpoint_every"] = min(int(training["checkpoint_every"]), cadence)
     return model
 
 

@@ -132,6 +132,7 @@ def test_the_cpu_frontier_config_shares_the_study_data_and_names_the_issue_model
 
 
 def test_the_planned_run_is_the_budget_over_the_step_time_with_a_short_warm_up() -> None:
+    """…and checkpoints at least every `CHECKPOINT_SECONDS` of measured step time."""
     config = tiny_frontier()
     config["frontier"]["train_seconds"] = 100.0
     config["training"]["warmup_steps"] = 100
@@ -147,6 +148,8 @@ def test_the_planned_run_is_the_budget_over_the_step_time_with_a_short_warm_up()
     two = frontier._planned(config, "lcdm_two_stage", plan)
     assert two["latent"]["stage1_steps"] == two["training"]["num_steps"] == 33
     assert two["training"]["warmup_steps"] == 3  # a tenth of the run
+    assert pcdm["training"]["checkpoint_every"] == 1000  # the config's, already within 300 s
+    assert two["training"]["checkpoint_every"] == int(frontier.CHECKPOINT_SECONDS / 3.0)
     with pytest.raises(ValueError, match="'lcdm' has no current plan"):
         frontier._planned(config, "lcdm", plan)
     config["frontier"]["train_seconds"] = 50.0  # another budget: plan again

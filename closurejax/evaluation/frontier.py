@@ -75,7 +75,7 @@ import numpy as np
 
 from closurejax import atomic
 from closurejax.data import generate, store
-from closurejax.diffusion import conditional, latent, latent_model
+from closurejax.diffusion import conditional, kinds, latent, latent_model
 from closurejax.evaluation import offline, online_study, plots
 from closurejax.evaluation.study import StageTimings
 from closurejax.models import fno
@@ -111,7 +111,7 @@ _SECTION_FIELDS = (
     "online_members",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_MODEL_KINDS = ("score", latent_model.KIND)
+_MODEL_KINDS = kinds.SAMPLING
 
 
 def _plain(config: Any) -> dict[str, Any]:
@@ -227,13 +227,6 @@ def model_config(config: Any, name: str) -> dict[str, Any]:
     return out
 
 
-def _two_stage(config: Mapping[str, Any]) -> bool:
-    return (
-        config["model"]["kind"] == latent_model.KIND
-        and latent_model.training_mode(config) == "two_stage"
-    )
-
-
 def _run_name(name: str) -> str:
     return f"{FOLDER}/{name}"
 
@@ -269,13 +262,13 @@ def _measure_step(model: dict[str, Any], workdir: Path, name: str, steps: int) -
     scratch run deleted after."""
     scratch = json.loads(json.dumps(model))
     scratch["training"].update(log_every=1, checkpoint_every=10**9, num_steps=0)
-    if _two_stage(scratch):
+    if run.is_two_stage(scratch):
         scratch["latent"]["stage1_epochs"] = 10**6
     else:
         scratch["training"]["num_epochs"] = 10**6
     run_name = f"{FOLDER}/plan_scratch/{name}"
     folder = workdir / run_name
-    metrics = (folder / "autoencoders" if _two_stage(scratch) else folder) / "metrics.jsonl"
+    metrics = (folder / "autoencoders" if run.is_two_stage(scratch) else folder) / "metrics.jsonl"
     batch = int(model["training"]["batch_size"])
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -345,7 +338,7 @@ def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict
             "run the 'plan' stage"
         )
     steps = _steps(float(config["frontier"]["train_seconds"]), plan[name]["step_seconds"])
-    if _two_stage(model):
+    if run.is_two_stage(model):
         model["latent"]["stage1_steps"] = steps
     model["training"]["num_steps"] = steps
     training = model["training"]
@@ -608,7 +601,7 @@ def _online(
         return {"skipped": choice}
     plan = _read_plan(workdir)
     ref_cfg = _planned(config, reference, plan)
-    if ref_cfg["model"]["kind"] != "score":
+    if kinds.get(ref_cfg["model"]["kind"]).source != "diffusion":
         raise ValueError(
             f"frontier.reference={reference!r} is a {ref_cfg['model']['kind']!r} model; the "
             "online stage runs it as the 'diffusion' source: it must be a P-CDM ('score')"
@@ -623,7 +616,7 @@ def _online(
     folder = workdir / FOLDER / "online"
     _link(folder / "dataset", workdir / "dataset")
     _link(folder / "score", workdir / FOLDER / reference)
-    latent_run = "latent_two_stage" if _two_stage(lat_cfg) else "latent"
+    latent_run = "latent_two_stage" if run.is_two_stage(lat_cfg) else "latent"
     _link(folder / latent_run, workdir / FOLDER / choice["model"])
     log(
         f"frontier: online: {choice['model']} beside {reference} "

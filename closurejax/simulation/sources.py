@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from closurejax.diffusion import conditional
+from closurejax.diffusion import conditional, kinds
 from closurejax.diffusion.samplers import SamplerConfig
 from closurejax.physics.navier_stokes import Solver
 from closurejax.simulation import coupled
@@ -49,8 +49,8 @@ __all__ = [
     "trained_config",
 ]
 
-MODEL_KINDS = {"diffusion": "score", "regression": "regression", "latent": "latent"}
-"""Online source name → the `model.kind` of the training run it loads."""
+MODEL_KINDS = kinds.BY_SOURCE
+"""Online source name → the `model.kind` of the training run it loads (`kinds.Kind.source`)."""
 
 PARAMETER_FREE = ("none", "reference", "smagorinsky")
 """Online sources without a trained model."""
@@ -111,13 +111,15 @@ def check_checkpoint(
                 f"has {ours!r}"
             )
     trained_size = int(data.get("coarse_size", -1))
-    if kind == "latent" and trained_size != solver.size:
-        raise IncompatibleModelError(
-            f"the latent model{at} was trained on a {trained_size}² grid; its autoencoders do not "
-            f"transfer to the solver's {solver.size}² grid"
-        )
+    if kinds.get(kind).grid_bound:
+        if trained_size != solver.size:
+            raise IncompatibleModelError(
+                f"the {kind} model{at} was trained on a {trained_size}² grid; its autoencoders "
+                f"do not transfer to the solver's {solver.size}² grid"
+            )
+        return
     modes = int(model.get("modes", 0))
-    if kind in ("score", "regression") and solver.size < 2 * modes:
+    if solver.size < 2 * modes:
         raise IncompatibleModelError(
             f"the FNO{at} keeps {modes} modes per axis and needs a grid of at least {2 * modes}², "
             f"but the solver's grid is {solver.size}²"
@@ -136,8 +138,7 @@ def checkpoint_dir(config: Mapping[str, Any], workdir: str | Path, kind: str) ->
     for the two-stage latent baseline its score stage's (`run.run_dir`)."""
     config = _as_dict(config)
     study = {**config, "model": {**config.get("model", {}), "kind": kind}}
-    two_stage = kind == "latent" and config.get("latent", {}).get("training_mode") == "two_stage"
-    return run.run_dir(study, workdir, stage="score" if two_stage else None) / "checkpoints"
+    return run.run_dir(study, workdir, stage=run.final_stage(study)) / "checkpoints"
 
 
 def trained_config(
@@ -188,7 +189,7 @@ def source_from_config(
     trained, where = trained_config(workdir, kind, config)
     check_checkpoint(trained, kind, solver, str(where))
     model, params = run.load(_source_study(config, trained, kind), workdir, use_ema=use_ema)
-    if kind == "regression":
+    if not kinds.get(kind).samples:
         return coupled.RegressionClosure(model, params)
     sampler = sampler or conditional.sampler_from_config(config["sampler"])
     return coupled.DiffusionClosure(model, params, sampler)
@@ -204,8 +205,9 @@ def _source_study(
     if "batch_chunk" in config["model"]:  # an inference setting: the current config decides
         model_section["batch_chunk"] = config["model"]["batch_chunk"]
     study = {**config, "model": model_section}
-    if "latent" in trained:
-        study["latent"] = trained["latent"]
+    for section in kinds.get(kind).sections:
+        if section in trained:
+            study[section] = trained[section]
     # the config's diffusion section is used: `run.load` refuses one the checkpoint differs from
     return study
 
@@ -227,12 +229,12 @@ def source_key(
     trained, _ = trained_config(workdir, kind, config)
     study = _source_study(config, trained, kind)
     key: dict[str, Any] = {"source": name, "model": study["model"]}
-    if kind != "regression":
+    if kinds.get(kind).samples:
         key.update(
             diffusion=study["diffusion"], sampler=conditional.sampler_identity(study["sampler"])
         )
-    if kind == "latent":
-        key["latent"] = study["latent"]
+    for section in kinds.get(kind).sections:
+        key[section] = study[section]
     params = getattr(source, "params", None)
     if params is None:
         raise ValueError(f"source {name!r} ({type(source).__name__}) holds no parameters")

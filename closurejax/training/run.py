@@ -45,7 +45,7 @@ import numpy as np
 
 from closurejax import locking
 from closurejax.data import generate, pipeline, store
-from closurejax.diffusion import conditional, latent_model
+from closurejax.diffusion import kinds, latent_model
 from closurejax.training import trainer as trainer_lib
 from closurejax.training.checkpoint import IncompatibleCheckpointError
 from closurejax.training.state import TrainState
@@ -57,6 +57,8 @@ __all__ = [
     "build_trainer",
     "check_diffusion",
     "check_model_kind",
+    "final_stage",
+    "is_two_stage",
     "load",
     "model_from_config",
     "open_study_dataset",
@@ -69,10 +71,10 @@ __all__ = [
 LATENT_STAGES = ("autoencoders", "score")
 """The two runs of the two-stage latent baseline, in training order."""
 
-MODEL_KINDS = (*conditional.KINDS, latent_model.KIND)
-"""Every `model.kind`: the P-CDM "score", the "regression" baseline and paper B's "latent"."""
+MODEL_KINDS = kinds.NAMES
+"""Every `model.kind` (`closurejax.diffusion.kinds`)."""
 
-Model = conditional.ClosureModel | latent_model.LatentDiffusionModel
+Model = kinds.Model
 
 
 def optim_from_config(training: Mapping[str, Any]) -> trainer_lib.OptimConfig:
@@ -112,18 +114,24 @@ def _is_latent(config: Mapping[str, Any]) -> bool:
     return config["model"]["kind"] == latent_model.KIND
 
 
-def model_from_config(config: Mapping[str, Any], stats: conditional.Stats) -> Model:
-    """The closure model of `config` (any `model.kind`) with the dataset's statistics."""
+def is_two_stage(config: Mapping[str, Any]) -> bool:
+    """Whether `config` trains paper B's two-stage latent baseline (two runs, `LATENT_STAGES`)."""
     config = _as_dict(config)
-    if _is_latent(config):
-        return latent_model.from_config(config, stats)
-    return conditional.from_config(config, stats)
+    return _is_latent(config) and latent_model.training_mode(config) == "two_stage"
+
+
+def final_stage(config: Mapping[str, Any]) -> str | None:
+    """The `stage` of `run_dir` whose checkpoints hold the trained model's score network:
+    "score" for the two-stage latent baseline, None (the one run) for every other config."""
+    return LATENT_STAGES[-1] if is_two_stage(config) else None
+
+
+model_from_config = kinds.from_config
 
 
 def check_model_kind(kind: Any) -> None:
     """Refuses a `model.kind` that is none of `MODEL_KINDS`, in one line listing them."""
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"model.kind={kind!r} is invalid; allowed: {MODEL_KINDS}")
+    kinds.get(kind)
 
 
 def run_dir(
@@ -138,11 +146,11 @@ def run_dir(
     workdir = Path(workdir).resolve()
     kind = config["model"]["kind"]
     check_model_kind(kind)
-    if kind != latent_model.KIND or latent_model.training_mode(config) == "joint":
+    if not is_two_stage(config):
         if stage is not None:
             raise ValueError(
                 f"stage={stage!r} applies only to latent.training_mode='two_stage' (model.kind="
-                f"{kind!r}" + (", training_mode='joint')" if kind == latent_model.KIND else ")")
+                f"{kind!r}" + (", training_mode='joint')" if _is_latent(config) else ")")
             )
         return workdir / (run_name or kind)
     if stage not in LATENT_STAGES:
@@ -465,7 +473,7 @@ def build_trainer(
         )
         return model, trainer
     folder = run_dir(config_dict, workdir, run_name, stage)
-    model = conditional.from_config(config_dict, data.stats)
+    model = kinds.from_config(config_dict, data.stats)
     training = config_dict["training"]
     names = [*model.condition_names, "target"]
     n = data.specs["target"].shape[-1]
@@ -480,7 +488,7 @@ def build_trainer(
         config_dict,
         skip_corrupt,
     )
-    if model.kind == "score":  # the regression baseline has no SDE
+    if kinds.get(model.kind).samples:  # the regression baseline has no SDE
         _refuse_other_diffusion(trainer, config_dict)
     return model, trainer
 
@@ -540,8 +548,8 @@ def train(
     `locking.FolderLockedError` naming the holder.
     """
     config_dict = _as_dict(config)
-    two_stage = _is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"
-    folder = run_dir(config_dict, workdir, run_name, "score" if two_stage else None)
+    two_stage = is_two_stage(config_dict)
+    folder = run_dir(config_dict, workdir, run_name, final_stage(config_dict))
     with locking.hold(folder.parent if two_stage else folder, "train"):
         return _train(config_dict, workdir, data_dir, num_steps, run_name, show_progress, log)
 
@@ -557,7 +565,7 @@ def _train(
 ) -> tuple[Model, Any]:
     """`train` under the run folder's lock."""
     say = log or (lambda _: None)
-    if not (_is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"):
+    if not is_two_stage(config_dict):
         model, trainer = build_trainer(
             config_dict, workdir, data_dir, run_name, show_progress, skip_corrupt=True
         )
@@ -624,7 +632,7 @@ def load(
     """
     config_dict = _as_dict(config)
     workdir = Path(workdir).resolve()
-    two_stage = _is_latent(config_dict) and latent_model.training_mode(config_dict) == "two_stage"
+    two_stage = is_two_stage(config_dict)
     # the first run trained (two-stage: stage 1; a stage 2 not yet begun is named further down)
     folder = run_dir(config_dict, workdir, run_name, LATENT_STAGES[0] if two_stage else None)
     if not (folder / "checkpoints").is_dir():  # refused before anything creates the folder
@@ -635,9 +643,8 @@ def load(
     ae_params = None
     if _is_latent(config_dict):
         data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
-        stage = "score" if latent_model.training_mode(config_dict) == "two_stage" else None
         model, trainer, ae_params = _latent_trainer(
-            config_dict, workdir, data, run_name, False, stage
+            config_dict, workdir, data, run_name, False, final_stage(config_dict)
         )
     else:
         model, trainer = build_trainer(config_dict, workdir, data_dir, run_name, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -19,6 +20,14 @@ def from_section(cls: type[T], config: Mapping[str, Any], section: str) -> T:
     if unknown:
         raise ValueError(f"unknown {section} config fields {unknown}; known: {sorted(known)}")
     return cls(**{k: config[k] for k in config.keys()})
+
+
+def as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` as a plain dict the caller may change: `ConfigDict.to_dict()`, or a deep copy of
+    any other mapping (the caller's config is never changed through it)."""
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    return copy.deepcopy(dict(config))
 
 
 def invalid(section: str, field: str, value: Any, allowed: str) -> ValueError:

@@ -15,7 +15,6 @@ group measures are passed in by its caller (`Configs`: by name, e.g. "paper_b"; 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -27,6 +26,7 @@ from typing import Any
 import jax
 
 from closurejax import atomic
+from closurejax.config_section import as_dict
 
 __all__ = [
     "BenchRecord",
@@ -109,7 +109,7 @@ def study_config(configs: Configs, name: str) -> dict[str, Any]:
             "caller builds it, e.g. experiments/benchmark.py from experiments/configs)"
         )
     config = configs[name]
-    return config.to_dict() if hasattr(config, "to_dict") else copy.deepcopy(dict(config))
+    return as_dict(config)
 
 
 def device_description() -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from closurejax import locking
-from closurejax.config_section import from_section, invalid
+from closurejax.config_section import as_dict, from_section, invalid
 from closurejax.data import sparse, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
@@ -334,7 +334,7 @@ def dataset_config(config: Mapping[str, Any], kind: str = "dataset") -> dict[str
     """The part of a study config that defines a dataset (what its manifest records and checks):
     seed, physics, initial_condition and data, plus which dataset of the study it is. Model and
     training settings are left out, so changing them does not invalidate the data."""
-    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    config_dict = as_dict(config)
     missing = [s for s in DATA_SECTIONS if s not in config_dict]
     if missing:
         raise ValueError(f"config has no {missing} section(s)")
@@ -365,7 +365,7 @@ def generate(
     the holder). Ctrl-C keeps the chunks written; its KeyboardInterrupt says where it stopped
     (rerunning resumes there). Returns the dataset paths.
     """
-    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    config_dict = as_dict(config)
     study = Study.from_config(config_dict)
     spec = study.spec
     workdir = Path(workdir).resolve()

@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import jax
 
+from closurejax.config_section import as_dict
 from closurejax.diffusion import conditional, latent_model
 
 Stats = conditional.Stats
@@ -113,11 +114,7 @@ def get(name: Any) -> Kind:
     return KINDS[name]
 
 
-def _as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
-
 def from_config(config: Mapping[str, Any], stats: Stats) -> Model:
     """The closure model of a study config (any `model.kind`) with the dataset's statistics."""
-    config = _as_dict(config)
+    config = as_dict(config)
     return get(config["model"]["kind"]).build(config, stats)

@@ -57,7 +57,6 @@ frontier drawn. `export_frontier` copies both into a results folder of the repos
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -74,10 +73,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from closurejax import atomic
+from closurejax.config_section import as_dict
 from closurejax.data import generate, store
 from closurejax.diffusion import conditional, kinds, latent, latent_model
 from closurejax.evaluation import offline, online_study, plots
 from closurejax.evaluation.study import StageTimings
+from closurejax.keys import digest
 from closurejax.models import fno
 from closurejax.timing import time_fn
 from closurejax.training import run, trainer
@@ -115,12 +116,7 @@ _MODEL_KINDS = kinds.SAMPLING
 
 
 def _plain(config: Any) -> dict[str, Any]:
-    raw = config.to_dict() if hasattr(config, "to_dict") else config
-    return json.loads(json.dumps(raw))
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    return json.loads(json.dumps(as_dict(config)))
 
 
 def _bad(field: str, value: Any, allowed: str) -> ValueError:
@@ -243,7 +239,7 @@ def _plan_key(model: Mapping[str, Any], seconds: float) -> str:
     model["latent"].pop("stage1_steps", None)
     model["training"].pop("warmup_steps", None)
     model.pop("name", None)
-    return _digest({"model": model, "train_seconds": seconds})
+    return digest({"model": model, "train_seconds": seconds})
 
 
 CHECKPOINT_SECONDS = 300.0
@@ -437,13 +433,13 @@ def _evaluate(
         fields = fields_cache[names]
         facts = None
         for sampler_name, steps in section["samplers"]:
-            key = _digest(
+            key = digest(
                 {
                     "model": {k: v for k, v in model_cfg.items() if k != "name"},
                     "sampler": sampler_name,
                     "steps": int(steps),
                     "timing": [section["timing_batches"], section["timing_repeats"]],
-                    "params_sha256": run.params_digest(params),
+                    "params_sha256": run.paramsdigest(params),
                 }
             )
             path = entries_dir / f"{name}__{sampler_name}{steps}.json"

@@ -27,7 +27,6 @@ weights (another width, learning rate, seed), another sampler or SDE never reuse
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +37,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from closurejax import atomic, parallel
+from closurejax import atomic, keys, parallel
+from closurejax.config_section import as_dict
 from closurejax.data import generate
 from closurejax.evaluation import online_metrics, plots
 from closurejax.physics import navier_stokes as ns
@@ -54,7 +54,7 @@ _PRESENTATION_FIELDS = ("sources", "figure_times", "animation")
 
 
 def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return keys.digest(obj)[:16]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -110,7 +110,7 @@ def _context_names(source: Any) -> tuple[str, ...]:
 def check_config(config: Mapping[str, Any]) -> OnlineSpec:
     """Validates the study and `simulation` sections together (time grid, sources, test split)
     without computing anything, so a launcher can refuse a bad config before writing files."""
-    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    config = as_dict(config)
     study = generate.Study.from_config(config)
     spec = OnlineSpec.from_config(config)
     spec.schedule(study.params.dt, study.spec.num_test)
@@ -131,7 +131,7 @@ def run_online(
     "simulation"); returns the results dict also written to `results.json`. `log` gets one line
     for every stale cached file recomputed. Another `folder` keeps a second run of the same study
     (e.g. another sampler) beside the first instead of replacing its cached results."""
-    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    config = as_dict(config)
     workdir = Path(workdir).resolve()
     out = workdir / folder
     study = generate.Study.from_config(config)

@@ -47,7 +47,6 @@ parameters — sampling and predicting closures needs no dataset and no training
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import shutil
 import time
@@ -58,7 +57,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from closurejax import atomic
+from closurejax import atomic, keys
+from closurejax.config_section import as_dict
 from closurejax.data import generate
 from closurejax.diffusion import conditional
 from closurejax.evaluation import offline_study, online_study
@@ -92,10 +92,6 @@ FIGURES = (
 """(source in the workdir, name in the results folder) of the exported figures."""
 
 _WEIGHTS_TAG = "closurejax exported weights v1"
-
-
-def _as_dict(config: Any) -> dict[str, Any]:
-    return config.to_dict() if hasattr(config, "to_dict") else json.loads(json.dumps(config))
 
 
 def _with(config: Mapping[str, Any], section: str, **values: Any) -> dict[str, Any]:
@@ -156,7 +152,7 @@ def _offline(
     config: dict[str, Any], workdir: Path, log: Callable[[str], None], show_progress: bool
 ) -> dict:
     key = _offline_key(config, workdir)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    digest = keys.digest(key)
     key_path = workdir / "offline" / "key.json"
     metrics_path = workdir / "offline" / "metrics.json"
     if key_path.exists() and metrics_path.exists():
@@ -189,7 +185,7 @@ def run_study(
       show_progress: progress bars of the stages.
       log: one line per stage started, finished or reused.
     """
-    config = _as_dict(config)
+    config = as_dict(config)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown study stage(s) {unknown}; allowed: {STAGES}")
@@ -339,7 +335,7 @@ def export_results(config: Any, workdir: str | Path, folder: str | Path) -> list
     regression models (`<kind>_weights.npz`: float32 arrays keyed by their tree path, plus the
     config they were trained with and the training set's statistics `{field: {"mean", "std"}}`)
     from `workdir` into `folder`; returns the files written."""
-    config = _as_dict(config)
+    config = as_dict(config)
     workdir, folder = Path(workdir).resolve(), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from closurejax.config_section import as_dict
 from closurejax.diffusion import conditional, kinds
 from closurejax.diffusion.samplers import SamplerConfig
 from closurejax.physics.navier_stokes import Solver
@@ -76,10 +77,6 @@ _PHYSICS_KEYS = (
 
 class IncompatibleModelError(ValueError):
     """A trained checkpoint does not fit the online solver (kind, closure term, physics, grid)."""
-
-
-def _as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
 def check_checkpoint(
@@ -136,7 +133,7 @@ def _close(a: Any, b: Any) -> bool:
 def checkpoint_dir(config: Mapping[str, Any], workdir: str | Path, kind: str) -> Path:
     """The checkpoint folder of the `kind` run of a study: `<workdir>/<kind>/checkpoints`, and
     for the two-stage latent baseline its score stage's (`run.run_dir`)."""
-    config = _as_dict(config)
+    config = as_dict(config)
     study = {**config, "model": {**config.get("model", {}), "kind": kind}}
     return run.run_dir(study, workdir, stage=run.final_stage(study)) / "checkpoints"
 
@@ -176,7 +173,7 @@ def source_from_config(
     `<workdir>/<model kind>` with the study config `config` (its model and latent sections are
     replaced by the checkpoint's own, so one study config serves every kind; its diffusion section
     must equal the checkpoint's); `sampler` defaults to the config's."""
-    config = _as_dict(config)
+    config = as_dict(config)
     if name == "none":
         return coupled.NoClosure()
     if name == "reference":
@@ -200,7 +197,7 @@ def _source_study(
 ) -> dict[str, Any]:
     """The study config a trained source is loaded with: `config` with the checkpoint's model
     (but the config's inference setting `batch_chunk`) and latent sections."""
-    config = _as_dict(config)
+    config = as_dict(config)
     model_section = {**config["model"], **trained.get("model", {}), "kind": kind}
     if "batch_chunk" in config["model"]:  # an inference setting: the current config decides
         model_section["batch_chunk"] = config["model"]["batch_chunk"]
@@ -224,7 +221,7 @@ def source_key(
     Parameter-free sources depend on the data and simulation sections only (the caller's)."""
     if name not in MODEL_KINDS:
         return {"source": name}
-    config = _as_dict(config)
+    config = as_dict(config)
     kind = MODEL_KINDS[name]
     trained, _ = trained_config(workdir, kind, config)
     study = _source_study(config, trained, kind)

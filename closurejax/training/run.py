@@ -44,6 +44,7 @@ import jax
 import numpy as np
 
 from closurejax import locking
+from closurejax.config_section import as_dict
 from closurejax.data import generate, pipeline, store
 from closurejax.diffusion import kinds, latent_model
 from closurejax.training import trainer as trainer_lib
@@ -106,17 +107,13 @@ def open_study_dataset(config: Mapping[str, Any], data_dir: str | Path) -> store
     return store.open_dataset(Path(data_dir), expected_config=generate.dataset_config(config))
 
 
-def _as_dict(config: Mapping[str, Any]) -> dict[str, Any]:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
-
 def _is_latent(config: Mapping[str, Any]) -> bool:
     return config["model"]["kind"] == latent_model.KIND
 
 
 def is_two_stage(config: Mapping[str, Any]) -> bool:
     """Whether `config` trains paper B's two-stage latent baseline (two runs, `LATENT_STAGES`)."""
-    config = _as_dict(config)
+    config = as_dict(config)
     return _is_latent(config) and latent_model.training_mode(config) == "two_stage"
 
 
@@ -142,7 +139,7 @@ def run_dir(
 ) -> Path:
     """The run folder of `config`: `<workdir>/<run_name or model.kind>`; for the two-stage latent
     baseline `<workdir>/<run_name or "latent_two_stage">/<stage>`."""
-    config = _as_dict(config)
+    config = as_dict(config)
     workdir = Path(workdir).resolve()
     kind = config["model"]["kind"]
     check_model_kind(kind)
@@ -180,8 +177,8 @@ def check_diffusion(
     """Raises `IncompatibleCheckpointError` unless the `diffusion` section of `config` equals
     that of `trained` (the config stored in a checkpoint at `where`), field by field; fields only
     one of them has are skipped (checkpoints of older versions)."""
-    theirs = dict(_as_dict(trained).get("diffusion", {}))
-    ours = dict(_as_dict(config).get("diffusion", {}))
+    theirs = dict(as_dict(trained).get("diffusion", {}))
+    ours = dict(as_dict(config).get("diffusion", {}))
     for field in sorted(theirs.keys() & ours.keys()):
         if _plain(theirs[field]) != _plain(ours[field]):
             at = f" {where}" if where else ""
@@ -464,7 +461,7 @@ def build_trainer(
     `stage` ("autoencoders" | "score") selects the run of the two-stage latent baseline and must
     be None otherwise; the "score" stage needs stage 1 trained to its end.
     """
-    config_dict = _as_dict(config)
+    config_dict = as_dict(config)
     workdir = Path(workdir).resolve()
     data = open_study_dataset(config_dict, data_dir or workdir / "dataset")
     if _is_latent(config_dict):
@@ -547,7 +544,7 @@ def train(
     of both stages) is locked (`locking.hold`), and a second process is refused with
     `locking.FolderLockedError` naming the holder.
     """
-    config_dict = _as_dict(config)
+    config_dict = as_dict(config)
     two_stage = is_two_stage(config_dict)
     folder = run_dir(config_dict, workdir, run_name, final_stage(config_dict))
     with locking.hold(folder.parent if two_stage else folder, "train"):
@@ -630,7 +627,7 @@ def load(
     two-stage baseline the autoencoders are stage 1's EMA parameters (those stage 2 was trained
     on) whatever `use_ema`, which selects stage 2's.
     """
-    config_dict = _as_dict(config)
+    config_dict = as_dict(config)
     workdir = Path(workdir).resolve()
     two_stage = is_two_stage(config_dict)
     # the first run trained (two-stage: stage 1; a stage 2 not yet begun is named further down)

@@ -76,3 +76,30 @@ def test_the_library_never_imports_experiments() -> None:
                     offenders.append(f"{path.relative_to(root.parent)}:{node.lineno} {name}")
     assert len(list(root.rglob("*.py"))) > 40
     assert offenders == []
+
+
+def test_no_file_names_a_path_outside_the_repository() -> None:
+    """The project stands alone: no tracked file points at the development machine's shared
+    notes (design.md, papers.md, ../shared) or at an absolute path of that machine."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not files:  # not a git checkout (an sdist): nothing to check
+        return
+    outside = re.compile(r"\.\./shared|\bdesign\.md\b|\bpapers\.md\b|/work/|/home/\w+/")
+    offenders = []
+    for name in files:
+        path = root / name
+        if name == "tests/test_api.py" or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:  # binary (figures)
+            continue
+        offenders += [f"{name}: {m.group(0)}" for m in outside.finditer(text)]
+    assert not offenders, offenders

@@ -6,8 +6,8 @@ baseline), the SDE and the output parameterisation, and the normalisation of the
 exposes the pure functions the rest of the library closes over:
 
 * `sample(params, key, cond, sampler) -> U [B, n, n]`: encodes the condition ONCE (the condition
-  branches do not depend on the noise level; design.md, "Cost model" — the papers recompute them at
-  every sampler step), runs any sampler of `closurejax.diffusion.samplers` with the target branch
+  branches do not depend on the noise level; the papers' code recomputes them at every sampler
+  step), runs any sampler of `closurejax.diffusion.samplers` with the target branch
   only, and returns the closure in physical units;
 * `predict(params, cond) -> U` for the regression baseline;
 * `loss(params, batch, key)` for training (denoising score matching with λ(t) = σ(t)², or MSE).

@@ -15,7 +15,7 @@ method=...)`` of any Flax modules), so this module imports no network code.
     H   = D_H(z_H).
 
 The condition is encoded ONCE per call and closed over by the score, so the sampler's
-``lax.scan`` body contains only the latent score network (design.md, "Cost model"); the target
+``lax.scan`` body contains only the latent score network (no encoder work per step); the target
 decoder runs once on the final latent. Shapes: ``omega [B, n, n]``, ``z_omega [B, *c]``,
 ``z_H [B, *latent_shape]``, ``H [B, n, n]``.
 

@@ -1,8 +1,8 @@
 """FLOP counts of the FNO score network and of paper B's autoencoders, and the machine's dense
 matmul rate.
 
-design.md ("Cost model") asks every benchmark to compare a measured time with its floor. The
-floor of a network forward is ``FLOPs / matmul rate``: this module counts the dense FLOPs of
+Every benchmark compares a measured time with its floor. The floor of a network forward is
+``FLOPs / matmul rate``: this module counts the dense FLOPs of
 :class:`closurejax.models.fno.ConditionalFNO` (and :class:`~closurejax.models.fno.DeterministicFNO`)
 exactly as the code computes them, and measures the rate with one large jitted matmul.
 

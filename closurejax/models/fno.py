@@ -25,8 +25,8 @@ the spectral weights act on the kept Fourier modes scaled by ``1 / n^2`` (the ``
 ``irfft2`` pair), and everything else is pointwise, so the same parameters apply on any grid with
 ``n >= 2 modes`` (paper A's zero-shot 128^2 and 256^2 tests).
 
-Spectral convolution, two equivalent paths (design.md, "Spectral convolutions should cost what
-their kept modes cost"):
+Spectral convolution, two equivalent paths (a spectral convolution should cost what its kept
+modes cost):
 
 * ``"fft"``: ``rfft2`` -> multiply the kept modes -> ``irfft2``. It transforms every mode and
   then discards all but ``2 m x m`` of them.
@@ -156,8 +156,8 @@ def resolve_spectral_method(method: str) -> str:
         method: ``"auto"``, ``"fft"`` or ``"dft"``.
 
     Returns:
-        ``"fft"`` or ``"dft"``. ``"auto"`` follows ``jax.default_backend()`` (design.md measured
-        the truncated DFT 3-4x faster than the FFT pair on CPU; on accelerators cuFFT/TPU FFTs are
+        ``"fft"`` or ``"dft"``. ``"auto"`` follows ``jax.default_backend()`` (the truncated DFT
+        measured 3-4x faster than the FFT pair on CPU; on accelerators cuFFT/TPU FFTs are
         fast, so the FFT is the default there until the benchmark says otherwise).
     """
     _check_method(method)
@@ -659,7 +659,7 @@ class ConditionalFNO(nn.Module):
     target branch only; the branch outputs are concatenated and fused by a :class:`FusionHead`.
 
     The condition branches do not depend on ``t``: :meth:`encode` them once per closure sample and
-    reuse the features across every sampler step with :meth:`denoise` (design.md, "Cost model"):
+    reuse the features across every sampler step with :meth:`denoise`:
 
         feats = model.apply(params, cond, method=ConditionalFNO.encode)
         out = model.apply(params, x_t, t, feats, method=ConditionalFNO.denoise)

@@ -38,8 +38,9 @@ fastest call of each is kept. Interleaving exposes the numerator and the denomin
 to the same load, and the fastest call is the least disturbed one: on a shared machine (2 cores,
 other jobs) single timings vary by ±50 %.
 
-Cost model (every benchmark compares a measured time with its floor). Per 5-step block the coupled step must do one closure
-sample — the condition encoded once, NFE = 10 target-branch evaluations — and 5 solver steps
+Cost model (every benchmark compares a measured time with its floor). Per 5-step block the
+coupled step must do one closure sample — the condition encoded once, NFE = 10 target-branch
+evaluations — and 5 solver steps
 (closure H drops advection: a forward FFT of the closure and an inverse one for ω per step),
 which at M = 100, 64² take ≈ 3 ms on a CPU against ≈ 1 s for ONE P-CDM score evaluation. So
 `network_ratio` is ≈ 1 when the fused step costs just its network evaluations; a ratio near

@@ -40,15 +40,13 @@ other jobs) single timings vary by ±50 %.
 
 Cost model (every benchmark compares a measured time with its floor). Per 5-step block the
 coupled step must do one closure sample — the condition encoded once, NFE = 10 target-branch
-evaluations — and 5 solver steps
-(closure H drops advection: a forward FFT of the closure and an inverse one for ω per step),
-which at M = 100, 64² take ≈ 3 ms on a CPU against ≈ 1 s for ONE P-CDM score evaluation. So
-`network_ratio` is ≈ 1 when the fused step costs just its network evaluations; a ratio near
-5 would mean the sampler ran on every step (the `lax.cond` turned into a select under vmap), one
-near 1 + 9 × encode / network (≈ 1.6 for P-CDM) that the condition was re-encoded at every
-sampler step. And the solver
-with closure costs ≈ `network_seconds / 5` per step: `no_closure_ratio ≈ network_seconds /
-(5 × no-closure step)`.
+evaluations — and 5 solver steps (closure H drops advection: a forward FFT of the closure and
+an inverse one for ω per step), which at M = 100, 64² take ≈ 3 ms on a CPU against ≈ 1 s for ONE
+P-CDM score evaluation. So `network_ratio` is ≈ 1 when the fused step costs just its network
+evaluations; a ratio near 5 would mean the sampler ran on every step (the `lax.cond` turned into
+a select under vmap), one near 1 + 9 × encode / network (≈ 1.6 for P-CDM) that the condition was
+re-encoded at every sampler step. And the solver with closure costs ≈ `network_seconds / 5` per
+step: `no_closure_ratio ≈ network_seconds / (5 × no-closure step)`.
 
 Cases (`CASES`): paper B's P-CDM ("pcdm") and L-CDM ("lcdm": the ω-encoder and the latent FNO's
 condition branch once, NFE latent-score evaluations on the 16×16 latent (`chained`), the target

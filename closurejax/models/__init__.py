@@ -1,6 +1,6 @@
-"""Networks: the conditional FNO score network and its deterministic baseline, noise-level
-embeddings, paper B's autoencoder, batch slicing and FLOP counts. Public names, imported on
-first use:
+"""Networks: the conditional FNO score network and its deterministic baseline, its spectral
+convolution (two paths), noise-level embeddings, paper B's autoencoder, batch slicing and FLOP
+counts. Public names, imported on first use:
 
     from closurejax.models import ConditionalFNO, Autoencoder
 """
@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "fno": ("ConditionalFNO", "DeterministicFNO", "count_params"),
+        "spectral": ("spectral_conv_dft", "spectral_conv_fft"),
         "embeddings": ("GaussianFourierProjection",),
         "autoencoder": ("Autoencoder",),
         "chunking": ("fold_vmap", "map_batch"),

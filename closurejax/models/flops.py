@@ -11,10 +11,10 @@ Conventions:
 * a real multiply-add is 2 FLOPs, so a dense layer ``rows x in -> out`` costs ``2 rows in out``;
   a complex multiply-add is 8 real FLOPs (4 multiplies, 4 adds);
 * ``"dft"`` spectral convolutions are counted matmul by matmul, as in
-  :func:`closurejax.models.fno.spectral_conv_dft` (the forward along ``y`` acts on real data, so
-  ``2 (c b nx) ny (2m)``; along ``x`` on the ``m`` kept columns ``2 (c b 2m) nx (4m)``; the
-  per-mode complex mixing ``8 b (2m m) c_in c_out``; the inverse along ``x``
-  ``2 (o b 2m) (2m) (2 nx)`` and along ``y`` ``2 (o b nx) (2m) ny``);
+  :func:`closurejax.models.spectral.spectral_conv_dft` (the forward along ``y`` acts on real
+  data, so ``2 (c b nx) ny (2m)``; along ``x`` on the ``m`` kept columns
+  ``2 (c b 2m) nx (4m)``; the per-mode complex mixing ``8 b (2m m) c_in c_out``; the inverse
+  along ``x`` ``2 (o b 2m) (2m) (2 nx)`` and along ``y`` ``2 (o b nx) (2m) ny``);
 * ``"fft"`` spectral convolutions count the same mode mixing plus the conventional estimate
   ``2.5 N log2 N`` for a real 2-D FFT of ``N = nx ny`` points (half of ``5 N log2 N`` for a
   complex FFT), one ``rfft2`` per input channel and one ``irfft2`` per output channel;
@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from closurejax.models.autoencoder import Autoencoder, _validate_architecture
-from closurejax.models.fno import ConditionalFNO, DeterministicFNO, resolve_spectral_method
+from closurejax.models.fno import ConditionalFNO, DeterministicFNO
+from closurejax.models.spectral import resolve_spectral_method
 
 __all__ = [
     "dense_flops",

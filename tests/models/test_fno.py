@@ -27,6 +27,8 @@ from closurejax.models.fno import (
     SpectralConv2d,
     _gelu,
     count_params,
+)
+from closurejax.models.spectral import (
     grid_coordinates,
     resolve_spectral_method,
     spectral_conv_dft,

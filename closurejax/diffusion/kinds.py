@@ -3,8 +3,9 @@ the interface every closure model implements, and the one place a model is built
 
 * "score" — `ClosureModel`, the P-CDM (arXiv 2408.02965; arXiv 2506.20771's physical-space
   model): draws samples; online source "diffusion"; an FNO, so any grid with n ≥ 2·modes.
-* "regression" — `ClosureModel` with the deterministic FNO, MSE-trained (arXiv 2408.02965's
-  baseline): predicts one closure; online source "regression"; any grid with n ≥ 2·modes.
+* "regression" — `RegressionModel` (`closurejax.models.regression`), the deterministic FNO,
+  MSE-trained (arXiv 2408.02965's baseline): predicts one closure; online source "regression";
+  any grid with n ≥ 2·modes.
 * "latent" — `LatentDiffusionModel`, the L-CDM (arXiv 2506.20771): draws samples; online
   source "latent"; tied to its training grid by its autoencoders.
 
@@ -23,8 +24,9 @@ import jax
 
 from closurejax.config_section import as_dict
 from closurejax.diffusion import conditional, latent_model
+from closurejax.models import fields, regression
 
-Stats = conditional.Stats
+Stats = fields.Stats
 
 
 @runtime_checkable
@@ -60,7 +62,7 @@ class ClosureModelProtocol(Protocol):
     def chunk_size(self, n: int) -> int | None: ...
 
 
-Model = conditional.ClosureModel | latent_model.LatentDiffusionModel
+Model = conditional.ClosureModel | regression.RegressionModel | latent_model.LatentDiffusionModel
 """The closure model classes (`ClosureModelProtocol`)."""
 
 
@@ -91,7 +93,7 @@ KINDS: Mapping[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("score", "diffusion", True, False, (), conditional.from_config),
-        Kind("regression", "regression", False, False, (), conditional.from_config),
+        Kind("regression", "regression", False, False, (), regression.from_config),
         Kind(latent_model.KIND, "latent", True, True, ("latent",), latent_model.from_config),
     )
 }

@@ -91,8 +91,8 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from closurejax.diffusion import conditional, fields, latent, losses, samplers
-from closurejax.models import autoencoder, chunking, fno
+from closurejax.diffusion import conditional, latent, losses, samplers
+from closurejax.models import autoencoder, chunking, fields, fno
 
 __all__ = [
     "AE_PRESETS",

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from closurejax.data import pipeline, store
-from closurejax.diffusion import conditional, samplers
+from closurejax.diffusion import samplers
 from closurejax.evaluation import metrics
+from closurejax.models import regression
 from closurejax.models.flops import xla_flops
 from closurejax.timing import time_fn
 
@@ -119,7 +120,7 @@ def evaluate_score_model(
 
 
 def evaluate_regression_model(
-    model: conditional.ClosureModel,
+    model: regression.RegressionModel,
     params: Any,
     fields: Mapping[str, np.ndarray],
     batch_size: int = 64,

@@ -1,6 +1,7 @@
-"""Networks: the conditional FNO score network and its deterministic baseline, its spectral
-convolution (two paths), noise-level embeddings, paper B's autoencoder, batch slicing and FLOP
-counts. Public names, imported on first use:
+"""Networks: the conditional FNO score network and its deterministic baseline (with the
+regression closure model built on it), its spectral convolution (two paths), noise-level
+embeddings, paper B's autoencoder, field normalisation, batch slicing and FLOP counts. Public
+names, imported on first use:
 
     from closurejax.models import ConditionalFNO, Autoencoder
 """
@@ -16,5 +17,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "autoencoder": ("Autoencoder",),
         "chunking": ("fold_vmap", "map_batch"),
         "flops": ("fno_forward_flops",),
+        "regression": ("RegressionModel",),
     },
 )

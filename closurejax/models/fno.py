@@ -81,6 +81,7 @@ __all__ = [
     "DeterministicFNO",
     "count_params",
     "check_finite",
+    "settings_from_config",
 ]
 
 LAYOUTS: tuple[str, ...] = ("bxyc", "cbxy")
@@ -648,6 +649,22 @@ class DeterministicFNO(nn.Module):
         _validate_conditions(cond, self.condition_names, self.modes)
         features = [self.condition_branch[name](cond[name]) for name in self.condition_names]
         return self.head(jnp.concatenate(features, axis=0))
+
+
+def settings_from_config(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters both FNOs (`ConditionalFNO`, `DeterministicFNO`) take from a
+    `model` config section: width, modes, depth, condition_names (at least one) and
+    spectral_method."""
+    conditions = tuple(model["conditions"])
+    if not conditions:
+        raise ValueError("model.conditions must name at least one dataset array")
+    return dict(
+        width=int(model["width"]),
+        modes=int(model["modes"]),
+        depth=int(model["depth"]),
+        condition_names=conditions,
+        spectral_method=model["spectral_method"],
+    )
 
 
 def count_params(params: Any) -> int:

@@ -60,8 +60,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh
 
-from closurejax.diffusion.conditional import ClosureModel
 from closurejax.diffusion.samplers import SamplerConfig
+from closurejax.models.regression import RegressionModel
 from closurejax.parallel import replicate, shard_batch
 from closurejax.physics import closures
 from closurejax.physics.grid import SpectralGrid, white_noise_hat
@@ -210,7 +210,7 @@ def _conditions(model: Any, omega: jax.Array, context: Context) -> dict[str, jax
 class RegressionClosure:
     """The deterministic FNO baseline: `model.predict(params, cond)` (arXiv 2408.02965)."""
 
-    model: ClosureModel
+    model: RegressionModel
     params: Any
     kind: str = "regression"
 
@@ -228,7 +228,7 @@ class RegressionClosure:
 @dataclasses.dataclass(frozen=True)
 class DiffusionClosure:
     """One sample of a conditional diffusion model per call: the physical-space score model
-    (papers A and B, P-CDM; `ClosureModel` of kind "score") or the latent model (paper B, L-CDM;
+    (papers A and B, P-CDM; `ClosureModel`, kind "score") or the latent model (paper B, L-CDM;
     kind "latent"). Either exposes `condition_names` and `sample(params, key, cond, sampler) ->
     [B, n, n]`.
 

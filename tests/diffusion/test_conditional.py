@@ -1,5 +1,6 @@
-"""ClosureModel on batch slices (model.batch_chunk): the same samples, forward, predictions and
-training gradients as one call on the whole batch, and a clear error for a bad setting."""
+"""ClosureModel on batch slices (model.batch_chunk): the same samples, forward and training
+gradients as one call on the whole batch, and a clear error for a bad setting (the regression
+baseline's slices: tests/models/test_regression.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from closurejax.diffusion import conditional
+from closurejax.diffusion import conditional, kinds
 from closurejax.models import chunking
 from experiments.configs.demo import get_config
 
@@ -18,11 +19,11 @@ N, B = 16, 5
 STATS = {n: {"mean": 0.1, "std": 2.0} for n in ("omega", "sparse_interpolated", "target")}
 
 
-def tiny(kind: str, batch_chunk=None) -> conditional.ClosureModel:
+def tiny(kind: str, batch_chunk=None) -> kinds.Model:
     config = get_config().to_dict()
     config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
     config["model"]["batch_chunk"] = batch_chunk
-    return conditional.from_config(config, STATS)
+    return kinds.from_config(config, STATS)
 
 
 def fields(seed: int) -> dict[str, jax.Array]:
@@ -31,7 +32,7 @@ def fields(seed: int) -> dict[str, jax.Array]:
     return {n: jax.random.normal(k, (B, N, N)) for n, k in zip(names, keys, strict=True)}
 
 
-def random_params(model: conditional.ClosureModel):
+def random_params(model: kinds.Model):
     """Parameters shaped like `model.init` (eval_shape), drawn with NumPy: compiling Flax's
     initialisers would cost more than the test."""
     shapes = jax.eval_shape(lambda k: model.init(k, N), jax.random.PRNGKey(0))
@@ -68,15 +69,6 @@ def test_slices_give_the_samples_forward_and_gradients_of_one_call():
         close(g_sliced, g_whole, 1e-4)
 
 
-def test_regression_predictions_on_slices_equal_one_call():
-    whole, sliced = tiny("regression", None), tiny("regression", 3)
-    params = random_params(whole)
-    batch = fields(3)
-    cond = {n: batch[n] for n in whole.condition_names}
-    close(sliced.predict(params, cond), whole.predict(params, cond))
-    close(sliced.loss(params, batch, None)[0], whole.loss(params, batch, None)[0])
-
-
 def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():
     model = tiny("score", "auto")
     assert model.chunk_size(64) == chunking.auto_chunk(4 * 4 * 64 * 64)
@@ -84,5 +76,4 @@ def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():
         tiny("score", -2)
     with pytest.raises(ValueError, match=r"model.batch_chunk='some' is invalid"):
         dataclasses.replace(model, batch_chunk="some")
-    with pytest.raises(ValueError, match="forward"):
-        tiny("regression").forward(None, jnp.zeros((1, N, N)), 0.1, {})
+    assert not hasattr(tiny("regression"), "forward")  # the baseline has no score network

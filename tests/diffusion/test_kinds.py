@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from closurejax.diffusion import conditional, kinds, latent_model
+from closurejax.models import regression
 from closurejax.simulation import sources
 from closurejax.training import run
 from experiments.configs import paper_a_h, paper_b_lcdm_joint
@@ -53,10 +54,14 @@ def test_the_table_agrees_with_the_model_classes() -> None:
     assert kinds.KINDS["score"].build is conditional.from_config
     # only the latent model is tied to its grid (its autoencoders); the FNOs are not
     assert [k.name for k in kinds.KINDS.values() if k.grid_bound] == ["latent"]
+    assert kinds.KINDS["regression"].build is regression.from_config
     # the regression baseline predicts: it has no sampler to run and no `sample`
-    regression = kinds.from_config(config_of("regression"), STATS)
-    with pytest.raises(ValueError, match="sample\\(\\) needs a score model"):
-        regression.sample(None, jax.random.PRNGKey(0), {}, None)
+    baseline = kinds.from_config(config_of("regression"), STATS)
+    assert isinstance(baseline, regression.RegressionModel) and not hasattr(baseline, "sample")
+    with pytest.raises(ValueError, match="builds kind 'score'"):
+        conditional.from_config(config_of("regression"), STATS)
+    with pytest.raises(ValueError, match="builds kind 'regression'"):
+        regression.from_config(config_of("score"), STATS)
 
 
 def test_the_online_sources_and_the_training_runs_read_the_table() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from closurejax.data import sparse
-from closurejax.diffusion import conditional
+from closurejax.diffusion import conditional, kinds
 from closurejax.parallel import data_mesh
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
@@ -173,12 +173,12 @@ def test_blow_up_is_reported_and_the_last_finite_state_kept():
     assert bool(jnp.all(jnp.isfinite(final.state.omega_hat)))
 
 
-def tiny_model(kind: str) -> conditional.ClosureModel:
+def tiny_model(kind: str) -> kinds.Model:
     config = get_config().to_dict()
     config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
     config["sampler"]["num_steps"] = 2
     stats = {n: {"mean": 0.0, "std": 1.0} for n in ("omega", "sparse_interpolated", "target")}
-    return conditional.from_config(config, stats)
+    return kinds.from_config(config, stats)
 
 
 @pytest.mark.parametrize("kind", ["regression", "score"])

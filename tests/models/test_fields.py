@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from closurejax.diffusion import fields
+from closurejax.models import fields
 
 STATS = {"omega": {"mean": 0.5, "std": 2.0}, "target": {"mean": -1.0, "std": 0.25}}
 

@@ -1,5 +1,6 @@
 """Closure datasets: batched DNS → coarse fields, targets and sparse measurements; the on-disk
-store; batches for training. Public names, imported on first use:
+store (its format and reader) and its writer; batches for training. Public names, imported on
+first use:
 
     from closurejax.data import generate, open_dataset
 """
@@ -11,6 +12,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "generate": ("DataSpec", "Study", "generate"),
         "store": ("Dataset", "DatasetError", "open_dataset"),
+        "writer": ("DatasetWriter",),
         "sparse": ("encode",),
         "pipeline": ("Batches",),
     },

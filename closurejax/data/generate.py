@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from closurejax import locking
 from closurejax.config_section import as_dict, from_section, invalid
 from closurejax.data import sparse, store
+from closurejax.data.writer import DatasetWriter
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
@@ -383,7 +384,7 @@ def generate(
         return _write_jobs(study, config_dict, jobs, workdir, show_progress, log)
 
 
-def _stopped(name: str, writer: store.DatasetWriter, chunk: int) -> str:
+def _stopped(name: str, writer: DatasetWriter, chunk: int) -> str:
     """Where an interrupted job stopped: the chunk it was in, the chunks written and kept."""
     written = writer.num_chunks - len(writer.pending_chunks())
     return (
@@ -409,7 +410,7 @@ def _write_jobs(
     for name, indices, sizes in jobs:
         job_config = dataset_config(config_dict, name)
         writers.append(
-            store.DatasetWriter.create_or_resume(
+            DatasetWriter.create_or_resume(
                 workdir / name,
                 job_config,
                 array_specs(study, sizes),

@@ -9,6 +9,7 @@ import pytest
 
 from closurejax.data import pipeline, store
 from closurejax.data.pipeline import Batches
+from closurejax.data.writer import DatasetWriter
 
 N = 23
 
@@ -111,7 +112,7 @@ def test_store_dataset_with_time_axis(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     omega = (3.0 + rng.normal(size=(4, 5, 2, 2))).astype(np.float32)  # [traj, time, n, n]
     specs = {"omega": store.ArraySpec((5, 2, 2), "float32")}
-    writer = store.DatasetWriter.create_or_resume(tmp_path / "ds", {"a": 1}, specs, 4, 2)
+    writer = DatasetWriter.create_or_resume(tmp_path / "ds", {"a": 1}, specs, 4, 2)
     for i in writer.pending_chunks():
         r = writer.chunk_trajectories(i)
         writer.write_chunk(i, {"omega": omega[r.start : r.stop]})

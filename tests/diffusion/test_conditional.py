@@ -8,12 +8,12 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from closurejax.diffusion import conditional, kinds
 from closurejax.models import chunking
 from experiments.configs.demo import get_config
+from tests.arrays import assert_close, random_params
 
 N, B = 16, 5
 STATS = {n: {"mean": 0.1, "std": 2.0} for n in ("omega", "sparse_interpolated", "target")}
@@ -32,23 +32,10 @@ def fields(seed: int) -> dict[str, jax.Array]:
     return {n: jax.random.normal(k, (B, N, N)) for n, k in zip(names, keys, strict=True)}
 
 
-def random_params(model: kinds.Model):
-    """Parameters shaped like `model.init` (eval_shape), drawn with NumPy: compiling Flax's
-    initialisers would cost more than the test."""
-    shapes = jax.eval_shape(lambda k: model.init(k, N), jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    return jax.tree.map(lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), shapes)
-
-
-def close(a, b, tol=2e-5) -> None:
-    scale = float(jnp.abs(b).max())
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=tol * scale)
-
-
 def test_slices_give_the_samples_forward_and_gradients_of_one_call():
     whole, sliced = tiny("score", None), tiny("score", 2)  # 2 slices of 2, remainder of 1
     assert whole.chunk_size(N) is None and sliced.chunk_size(N) == 2
-    params = random_params(whole)
+    params = random_params(whole, N)
     batch = fields(1)
     cond = {n: batch[n] for n in whole.condition_names}
     sampler = conditional.sampler_from_config(get_config().sampler, num_steps=2)
@@ -57,16 +44,16 @@ def test_slices_give_the_samples_forward_and_gradients_of_one_call():
         jax.jit(m.sample, static_argnums=3)(params, key, cond, sampler) for m in (whole, sliced)
     ]
     assert samples[0].shape == (B, N, N)
-    close(samples[1], samples[0])
+    assert_close(samples[1], samples[0])
     t = jnp.linspace(0.01, 0.4, B)
     forward = sliced.forward(params, batch["target"], t, cond)
-    close(forward, jax.jit(whole.network.apply)(params, batch["target"], t, cond))
+    assert_close(forward, jax.jit(whole.network.apply)(params, batch["target"], t, cond))
     four = {n: v[:4] for n, v in batch.items()}  # 2 slices of 2 (the remainder path is above)
     grads = [
         jax.jit(jax.grad(lambda p, m=m: m.loss(p, four, key)[0]))(params) for m in (whole, sliced)
     ]
     for g_sliced, g_whole in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]), strict=True):
-        close(g_sliced, g_whole, 1e-4)
+        assert_close(g_sliced, g_whole, 1e-4)
 
 
 def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from closurejax.data.pipeline import PREVIOUS_TARGET
 from closurejax.models import fno, regression
 from experiments.configs.demo import get_config
+from tests.arrays import assert_close, random_params
 
 N, B = 16, 5
 STATS = {
@@ -37,15 +37,7 @@ def fields(seed: int) -> dict[str, jax.Array]:
 
 @pytest.fixture(scope="module")
 def params():
-    model = tiny()
-    shapes = jax.eval_shape(lambda k: model.init(k, N), jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    return jax.tree.map(lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), shapes)
-
-
-def close(a, b, tol=2e-5) -> None:
-    scale = float(jnp.abs(b).max())
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=tol * scale)
+    return random_params(tiny(), N)
 
 
 def test_predict_standardises_the_conditions_and_returns_physical_units(params) -> None:
@@ -56,9 +48,9 @@ def test_predict_standardises_the_conditions_and_returns_physical_units(params) 
     cond = {n: batch[n] for n in model.condition_names}
     normalised = {n: (v - STATS[n]["mean"]) / STATS[n]["std"] for n, v in cond.items()}
     raw = model.network.apply(params, normalised)
-    close(model.predict(params, cond), raw)  # the target is kept in physical units
+    assert_close(model.predict(params, cond), raw)  # the target is kept in physical units
     scaled = tiny(normalize_target=True)
-    close(scaled.predict(params, cond), raw * 2.0 + 0.1)  # … or standardised and mapped back
+    assert_close(scaled.predict(params, cond), raw * 2.0 + 0.1)  # … or standardised and mapped back
 
 
 def test_loss_is_the_batch_mean_of_the_summed_squared_error(params) -> None:
@@ -68,7 +60,7 @@ def test_loss_is_the_batch_mean_of_the_summed_squared_error(params) -> None:
         # physical target units, or standardised ones (÷ the target's std)
         expected = jnp.mean(jnp.sum(((pred - batch["target"]) / std) ** 2, axis=(-2, -1)))
         value, metrics = model.loss(params, batch, None)
-        close(value, expected, 1e-5)
+        assert_close(value, expected, 1e-5)
         assert metrics == {}
 
 
@@ -77,8 +69,8 @@ def test_predictions_and_loss_on_slices_equal_one_call(params) -> None:
     assert sliced.chunk_size(N) == 3
     batch = fields(3)
     cond = {n: batch[n] for n in whole.condition_names}
-    close(sliced.predict(params, cond), whole.predict(params, cond))
-    close(sliced.loss(params, batch)[0], whole.loss(params, batch)[0])
+    assert_close(sliced.predict(params, cond), whole.predict(params, cond))
+    assert_close(sliced.loss(params, batch)[0], whole.loss(params, batch)[0])
 
 
 def test_the_previous_snapshot_condition_shares_the_targets_scale() -> None:

@@ -130,6 +130,73 @@ def test_ensemble_members_equal_independent_runs_and_keep_the_cond():
     np.testing.assert_allclose(sharded, snaps, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("every, save_every", [(5, 10), (5, 5), (3, 6), (1, 4)])
+def test_schedule_of_a_save_block_is_the_sampling_pattern(every, save_every):
+    for phase in range(every):
+        lead, blocks, tail = coupled._schedule(phase, save_every, every)
+        flags = [False] * lead + ([True] + [False] * (every - 1)) * blocks
+        flags += ([True] + [False] * (tail - 1)) if tail else []
+        assert flags == [(phase + o) % every == 0 for o in range(save_every)]
+
+
+def _both_paths(step, carry, keys, reference, num_steps, save_every, ensemble=True):
+    """`_run` per step (phase None: the lax.cond and the guard at every step) and in scheduled
+    save blocks (the phase of the carry's first step counter)."""
+    phase = coupled.phase_of(step, carry)
+    assert phase is not None
+    args = (step, carry, keys, reference, num_steps, save_every, ensemble)
+    return coupled._run(*args, None), coupled._run(*args, phase)
+
+
+def _assert_same(per_step, scheduled):
+    """Equal reports; equal fields to float rounding (the same arithmetic, which XLA may fuse
+    differently in the two structures: one ulp in one mode of a single-member run seen)."""
+    np.testing.assert_array_equal(per_step[2], scheduled[2])
+    for a, b in zip(jax.tree.leaves(per_step[:2]), jax.tree.leaves(scheduled[:2]), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * max(np.abs(a).max(), 1e-30))
+        else:
+            np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize("start", [0, 2, 4])
+def test_scheduled_save_blocks_equal_the_per_step_path(start):
+    """No-closure run with reuse noise, and a reference closure from the context (every = 5,
+    save blocks of 10 steps, 3 members, the first step counter at each phase)."""
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    states = [initial_state(solver, seed, step=start) for seed in range(3)]
+    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
+    keys = jax.random.split(jax.random.PRNGKey(4), 3)
+    none = coupled.make_coupled_step(solver, coupled.NoClosure(), 5, 5e-2)
+    _assert_same(*_both_paths(none, carry, keys, {}, 20, 10))
+    marker = 0.1 * jax.random.normal(jax.random.PRNGKey(6), (20, N, N))
+    ref = coupled.make_coupled_step(solver, coupled.ReferenceClosure("marker"), 5, 1e-2)
+    per_step, scheduled = _both_paths(ref, carry, keys, {"marker": marker}, 20, 10)
+    _assert_same(per_step, scheduled)
+    assert int(jnp.max(scheduled[2])) == -1  # all finite: the fast path stood
+    # single-member rollouts take the same path
+    single = jax.tree.map(lambda a: a[0], carry)
+    _assert_same(*_both_paths(ref, single, keys[0], {"marker": marker}, 20, 10, ensemble=False))
+
+
+def test_a_blow_up_inside_a_scheduled_block_is_replayed_step_by_step():
+    """A reference closure infinite from step 13 on, applied at the sampling step 15 (inside the
+    second save block of 10): the block is run again with the per-step guard, so the report and
+    the frozen carry are the per-step path's, and the third block keeps the members frozen."""
+    solver = ns.make_solver(PARAMS, N, closure="H")
+    states = [initial_state(solver, seed) for seed in range(2)]
+    carry = coupled.initial_carry(solver, jax.tree.map(lambda *a: jnp.stack(a), *states))
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    step = coupled.make_coupled_step(solver, coupled.ReferenceClosure("marker"), 5, 1e-2)
+    marker = jnp.zeros((30, N, N)).at[13:].set(jnp.inf)
+    per_step, scheduled = _both_paths(step, carry, keys, {"marker": marker}, 30, 10)
+    _assert_same(per_step, scheduled)
+    np.testing.assert_array_equal(scheduled[2], [15, 15])  # the first sampling step after 13
+    assert bool(jnp.all(jnp.isfinite(scheduled[1])))
+    np.testing.assert_array_equal(scheduled[1][:, 2], scheduled[1][:, 3])  # frozen from 15 on
+
+
 def test_same_seed_same_rollout_different_seed_different():
     solver = ns.make_solver(PARAMS, N, closure="Pi")
     step = coupled.make_coupled_step(solver, coupled.Smagorinsky(solver.grid), 5, 5e-5)
@@ -397,14 +464,20 @@ def test_step_cost_counts_what_each_branch_does():
         "sample": ns.StepCost(0, 0, 0),
         "reuse": ns.StepCost(0, 0, N * N),
     }
-    # both cond branches are in the jaxpr: their work adds up (the drawn layout has n(n+2)
-    # normals for the n² of the count: the two Hermitian columns use 2n more)
-    work = count_work(lambda c, k: none(c, k, sample=True), carry, key)
+    # with a traced flag both cond branches are in the jaxpr: their work adds up (the drawn
+    # layout has n(n+2) normals for the n² of the count: the two Hermitian columns use 2n more);
+    # a Python bool (the rollouts' scheduled blocks) traces its branch only
+    traced = jnp.asarray(True)
+    work = count_work(lambda c, k: none(c, k, sample=traced), carry, key)
     assert work == {"forward": 0, "inverse": 0, "normals": N * (N + 2)}
+    assert count_work(lambda c, k: none(c, k, sample=True), carry, key)["normals"] == 0
+    assert count_work(lambda c, k: none(c, k, sample=False), carry, key)["normals"] == N * (N + 2)
     marker = coupled.make_coupled_step(solver, UniformMarker(), 5, 0.0)
     assert marker.cost == {"sample": ns.StepCost(1, 1, 0), "reuse": ns.StepCost(0, 0, 0)}
-    work = count_work(lambda c, k: marker(c, k, sample=True), carry, key)
+    work = count_work(lambda c, k: marker(c, k, sample=traced), carry, key)
     assert work == {"forward": 1, "inverse": 1, "normals": 0}
+    work = count_work(lambda c, k: marker(c, k, sample=False), carry, key)
+    assert work == {"forward": 0, "inverse": 0, "normals": 0}
     # closure Π: the solver's own advection and forcing band come on top, on both branches
     les = ns.make_solver(PARAMS, N, closure="Pi")
     pi = coupled.make_coupled_step(les, coupled.Smagorinsky(les.grid), 5, 0.0)

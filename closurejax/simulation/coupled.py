@@ -530,9 +530,9 @@ def phase_of(step: CoupledStep, carry: CoupledCarry) -> int | None:
 
 
 def _schedule(phase: int, save_every: int, every: int) -> tuple[int, int, int]:
-    """(leading reuse steps, blocks of one sampling and `every` − 1 reuse steps, trailing reuse
-    steps) of a save block of `save_every` steps whose first step counter is ≡ `phase` mod
-    `every` (step s samples iff s % every == 0)."""
+    """(leading reuse steps, full blocks of one sampling and `every` − 1 reuse steps, steps of a
+    trailing partial block — its sampling step, then reuse steps) of a save block of `save_every`
+    steps whose first step counter is ≡ `phase` mod `every` (step s samples iff s % every == 0)."""
     lead = min((every - phase) % every, save_every)
     blocks = (save_every - lead) // every
     return lead, blocks, save_every - lead - blocks * every

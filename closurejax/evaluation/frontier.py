@@ -439,7 +439,7 @@ def _evaluate(
                     "sampler": sampler_name,
                     "steps": int(steps),
                     "timing": [section["timing_batches"], section["timing_repeats"]],
-                    "params_sha256": run.paramsdigest(params),
+                    "params_sha256": run.params_digest(params),
                 }
             )
             path = entries_dir / f"{name}__{sampler_name}{steps}.json"

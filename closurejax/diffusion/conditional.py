@@ -157,7 +157,7 @@ def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> sampler
     final_zero = get("final_zero")
     if not isinstance(final_zero, bool):
         raise invalid("sampler", "final_zero", final_zero, "True or False")
-    fields = dict(
+    settings = dict(
         name=sampler["name"],
         num_steps=int(sampler["num_steps"]),
         t_min=float(sampler["t_min"]),
@@ -172,8 +172,8 @@ def sampler_from_config(sampler: Mapping[str, Any], **overrides: Any) -> sampler
         langevin_norm=get("langevin_norm"),
         time_variable=get("time_variable"),
     )
-    fields.update(overrides)
-    return samplers.SamplerConfig(**fields)
+    settings.update(overrides)
+    return samplers.SamplerConfig(**settings)
 
 
 _LATER_SAMPLER_FIELDS = (

@@ -103,3 +103,50 @@ def test_no_file_names_a_path_outside_the_repository() -> None:
             continue
         offenders += [f"{name}: {m.group(0)}" for m in outside.finditer(text)]
     assert not offenders, offenders
+
+
+def test_every_module_attribute_the_library_uses_exists() -> None:
+    """`module.name` in the library, for each closurejax module a file imports, names something
+    that module has: a rename that missed a caller (or a blanket edit that broke one) fails here
+    at once rather than in the one slow path that reaches it."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    missing = []
+    for path in sorted((root / "closurejax").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        modules: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    if (
+                        full.startswith("closurejax.")
+                        and importlib.util.find_spec(node.module) is not None
+                    ):
+                        try:
+                            importlib.import_module(full)
+                        except ImportError:  # a name, not a module
+                            continue
+                        modules[alias.asname or alias.name] = full
+        shadowed = {
+            t.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.value.id not in shadowed
+                and not hasattr(importlib.import_module(modules[node.value.id]), node.attr)
+            ):
+                missing.append(
+                    f"{path.relative_to(root)}:{node.lineno}: {node.value.id}.{node.attr}"
+                )
+    assert not missing, missing

@@ -258,13 +258,14 @@ def _measure_step(model: dict[str, Any], workdir: Path, name: str, steps: int) -
     scratch run deleted after."""
     scratch = json.loads(json.dumps(model))
     scratch["training"].update(log_every=1, checkpoint_every=10**9, num_steps=0)
-    if run.is_two_stage(scratch):
+    two_stage = run.is_two_stage(scratch)
+    if two_stage:
         scratch["latent"]["stage1_epochs"] = 10**6
     else:
         scratch["training"]["num_epochs"] = 10**6
     run_name = f"{FOLDER}/plan_scratch/{name}"
     folder = workdir / run_name
-    metrics = (folder / "autoencoders" if run.is_two_stage(scratch) else folder) / "metrics.jsonl"
+    metrics = (folder / run.LATENT_STAGES[0] if two_stage else folder) / "metrics.jsonl"
     batch = int(model["training"]["batch_size"])
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -612,8 +613,7 @@ def _online(
     folder = workdir / FOLDER / "online"
     _link(folder / "dataset", workdir / "dataset")
     _link(folder / "score", workdir / FOLDER / reference)
-    latent_run = "latent_two_stage" if run.is_two_stage(lat_cfg) else "latent"
-    _link(folder / latent_run, workdir / FOLDER / choice["model"])
+    _link(folder / run.default_run_name(lat_cfg), workdir / FOLDER / choice["model"])
     log(
         f"frontier: online: {choice['model']} beside {reference} "
         f"({section['online_members']} members) …"

@@ -139,7 +139,7 @@ def evaluate_latent(config, workdir: Path, show_progress: bool = False) -> dict:
     """Scores of the latent model (and of the P-CDM beside it, if trained); see the docstring."""
     evaluation = config.evaluation
     mode = latent_model.training_mode(config.to_dict())
-    run_name = "latent" if mode == "joint" else "latent_two_stage"
+    run_name = run.default_run_name(config)
     out_dir = workdir / f"offline_{run_name}"
     sampler = conditional.sampler_from_config(config.sampler)
     model, params = run.load(config, workdir, use_ema=evaluation.use_ema)

@@ -58,6 +58,7 @@ __all__ = [
     "build_trainer",
     "check_diffusion",
     "check_model_kind",
+    "default_run_name",
     "final_stage",
     "is_two_stage",
     "load",
@@ -117,6 +118,12 @@ def is_two_stage(config: Mapping[str, Any]) -> bool:
     return _is_latent(config) and latent_model.training_mode(config) == "two_stage"
 
 
+def default_run_name(config: Mapping[str, Any]) -> str:
+    """The run folder `run_dir` uses without a `run_name`: `model.kind`, and for the two-stage
+    latent baseline "latent_two_stage" (the folder of both its stages)."""
+    return "latent_two_stage" if is_two_stage(config) else as_dict(config)["model"]["kind"]
+
+
 def final_stage(config: Mapping[str, Any]) -> str | None:
     """The `stage` of `run_dir` whose checkpoints hold the trained model's score network:
     "score" for the two-stage latent baseline, None (the one run) for every other config."""
@@ -137,8 +144,8 @@ def run_dir(
     run_name: str | None = None,
     stage: str | None = None,
 ) -> Path:
-    """The run folder of `config`: `<workdir>/<run_name or model.kind>`; for the two-stage latent
-    baseline `<workdir>/<run_name or "latent_two_stage">/<stage>`."""
+    """The run folder of `config`: `<workdir>/<run_name or default_run_name(config)>`, and for
+    the two-stage latent baseline its `<stage>` below that."""
     config = as_dict(config)
     workdir = Path(workdir).resolve()
     kind = config["model"]["kind"]
@@ -149,13 +156,13 @@ def run_dir(
                 f"stage={stage!r} applies only to latent.training_mode='two_stage' (model.kind="
                 f"{kind!r}" + (", training_mode='joint')" if _is_latent(config) else ")")
             )
-        return workdir / (run_name or kind)
+        return workdir / (run_name or default_run_name(config))
     if stage not in LATENT_STAGES:
         raise ValueError(
             f"stage={stage!r} is invalid for the two-stage latent baseline; allowed: "
             f"{LATENT_STAGES}"
         )
-    return workdir / (run_name or "latent_two_stage") / stage
+    return workdir / (run_name or default_run_name(config)) / stage
 
 
 def params_digest(params: Any) -> str:

@@ -92,3 +92,6 @@ def test_run_final_stage_names_the_two_stage_score_run_only() -> None:
     two["latent"]["training_mode"] = "two_stage"
     assert run.is_two_stage(two) and run.final_stage(two) == "score"
     assert run.final_stage(config_of("score")) is None
+    names = [run.default_run_name(c) for c in (joint, two, config_of("regression"))]
+    assert names == ["latent", "latent_two_stage", "regression"]
+    assert run.run_dir(two, "/w", stage="score").parent.name == run.default_run_name(two)

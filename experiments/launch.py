@@ -33,6 +33,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as _config_flags
 
+from closurejax import interrupts
+
 REFUSALS = (ValueError, FloatingPointError, OSError)
 """What the library raises for a refusal a user can act on (one-line messages)."""
 
@@ -119,7 +121,8 @@ def run(main: Callable[[list[str]], Any]) -> None:
 
     def guarded(argv: list[str]) -> Any:
         try:
-            return main(argv)
+            with interrupts.catching():  # a Ctrl-C Python swallowed still stops the launcher
+                return main(argv)
         except KeyboardInterrupt as interrupt:
             where = str(interrupt) or "interrupted"
             print(f"{name}: {where}; run the same command to resume", file=sys.stderr)

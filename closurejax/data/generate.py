@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from closurejax import locking
+from closurejax import interrupts, locking
 from closurejax.config_section import as_dict, from_section, invalid
 from closurejax.data import sparse, store
 from closurejax.data.writer import DatasetWriter
@@ -436,18 +436,26 @@ def _write_jobs(
         total_steps = sum(len(writer.chunk_trajectories(i)) for i in pending) * steps_per_traj
         log(f"[{name}] {len(pending)} chunk(s) to run, sizes {sizes}, {num_snapshots} snapshots")
         start = time.time()
-        with tqdm(
-            total=total_steps, unit="step", desc=name, disable=not show_progress, unit_scale=True
-        ) as bar:
+        with (
+            interrupts.catching(),
+            tqdm(
+                total=total_steps,
+                unit="step",
+                desc=name,
+                disable=not show_progress,
+                unit_scale=True,
+            ) as bar,
+        ):
             for chunk in pending:
                 local = list(writer.chunk_trajectories(chunk))
                 per = len(local)
                 try:
+                    interrupts.check()
                     arrays = simulate_chunk(
                         study,
                         [indices[i] for i in local],
                         sizes,
-                        progress=lambda s, p=per: bar.update(s * p),
+                        progress=interrupts.checked(lambda s, p=per: bar.update(s * p)),
                     )
                     writer.write_chunk(chunk, arrays)
                 except KeyboardInterrupt:

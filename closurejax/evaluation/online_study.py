@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from closurejax import atomic, keys, parallel
+from closurejax import atomic, interrupts, keys, parallel
 from closurejax.config_section import as_dict
 from closurejax.data import generate
 from closurejax.evaluation import online_metrics, plots
@@ -169,7 +169,9 @@ def run_online(
             total=start + num_steps, desc="reference DNS", unit="step", disable=not show_progress
         )
         t0 = time.perf_counter()
-        reference = reference_run(study, spec, ("omega", *context), progress=bar.update)
+        reference = reference_run(
+            study, spec, ("omega", *context), progress=interrupts.checked(bar.update)
+        )
         bar.close()
         reference.save(ref_path, ref_fp, ref_key)
         ref_seconds = time.perf_counter() - t0
@@ -228,7 +230,7 @@ def run_online(
                 mesh,
                 partial_path=partial_path,
                 fingerprint=fp,
-                progress=bar.update,
+                progress=interrupts.checked(bar.update),
                 key=key,
             )
             bar.close()

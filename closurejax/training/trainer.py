@@ -36,7 +36,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from closurejax import parallel
+from closurejax import interrupts, parallel
 from closurejax.atomic import write_bytes
 from closurejax.training.checkpoint import CheckpointManager
 from closurejax.training.state import TrainState
@@ -515,56 +515,59 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (self._show_progress and primary),
         )
-        try:
-            if primary:
-                self._workdir.mkdir(parents=True, exist_ok=True)
-                log = open(self.metrics_path, "a")  # closed in `finally`
-            last_time, last_step = time.perf_counter(), start
-            batch = parallel.shard_batch(self._batches.batch_at(start), self._mesh)
-            for step in range(start, end):
-                batch_size = int(jax.tree.leaves(batch)[0].shape[0])
-                self._state, metrics = self._train_step(self._state, batch)
-                done = step + 1
-                if step + 1 < end:  # prepare the next batch while the device computes
-                    batch = parallel.shard_batch(self._batches.batch_at(step + 1), self._mesh)
-                if not bool(metrics["ok"]):
-                    values = jax.device_get(metrics)
-                    latest = self._checkpoints.latest_step()
-                    where = f" in {self._checkpoints.directory}" if latest is not None else ""
-                    raise NonFiniteLossError(
-                        step,
-                        float(values["loss"]),
-                        float(values["grad_norm"]),
-                        f"; latest checkpoint: step {latest}{where}",
-                    )
-                bar.update(1)
-                if done % self._log_every == 0 or done == end:
-                    now = time.perf_counter()
-                    values = jax.device_get(metrics)
-                    record = {
-                        "step": done,
-                        "epoch": done / self._steps_per_epoch,
-                        "samples_per_s": (done - last_step) * batch_size / (now - last_time),
-                    }
-                    for name, value in values.items():
-                        if name != "ok":
-                            record[name] = float(value)
-                    last_time, last_step = now, done
-                    bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}")
-                    if log is not None:
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                if done % self._checkpoint_every == 0 or done == end:
-                    self._save()
-        except KeyboardInterrupt:
-            # not self.step: an interrupt inside the jitted step leaves self._state holding the
-            # buffers the step donated (deleted arrays)
-            raise KeyboardInterrupt(self._stopped(done, end)) from None
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-            self._checkpoints.wait()
+        with interrupts.catching():  # a Ctrl-C Python swallowed still stops the loop
+            try:
+                if primary:
+                    self._workdir.mkdir(parents=True, exist_ok=True)
+                    log = open(self.metrics_path, "a")  # closed in `finally`
+                last_time, last_step = time.perf_counter(), start
+                batch = parallel.shard_batch(self._batches.batch_at(start), self._mesh)
+                for step in range(start, end):
+                    interrupts.check()
+                    batch_size = int(jax.tree.leaves(batch)[0].shape[0])
+                    self._state, metrics = self._train_step(self._state, batch)
+                    done = step + 1
+                    if step + 1 < end:  # prepare the next batch while the device computes
+                        batch = parallel.shard_batch(self._batches.batch_at(step + 1), self._mesh)
+                    if not bool(metrics["ok"]):
+                        values = jax.device_get(metrics)
+                        latest = self._checkpoints.latest_step()
+                        where = f" in {self._checkpoints.directory}" if latest is not None else ""
+                        raise NonFiniteLossError(
+                            step,
+                            float(values["loss"]),
+                            float(values["grad_norm"]),
+                            f"; latest checkpoint: step {latest}{where}",
+                        )
+                    bar.update(1)
+                    if done % self._log_every == 0 or done == end:
+                        now = time.perf_counter()
+                        values = jax.device_get(metrics)
+                        record = {
+                            "step": done,
+                            "epoch": done / self._steps_per_epoch,
+                            "samples_per_s": (done - last_step) * batch_size / (now - last_time),
+                        }
+                        for name, value in values.items():
+                            if name != "ok":
+                                record[name] = float(value)
+                        last_time, last_step = now, done
+                        bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}")
+                        if log is not None:
+                            log.write(json.dumps(record) + "\n")
+                            log.flush()
+                    if done % self._checkpoint_every == 0 or done == end:
+                        self._save()
+                interrupts.check()
+            except KeyboardInterrupt:
+                # not self.step: an interrupt inside the jitted step leaves self._state holding the
+                # buffers the step donated (deleted arrays)
+                raise KeyboardInterrupt(self._stopped(done, end)) from None
+            finally:
+                bar.close()
+                if log is not None:
+                    log.close()
+                self._checkpoints.wait()
         return self._state
 
     def _stopped(self, reached: int, end: int) -> str:

@@ -16,6 +16,7 @@ from closurejax.data import generate, store
 from closurejax.physics import closures, filters
 from closurejax.physics import initial_conditions as ic
 from closurejax.physics import navier_stokes as ns
+from tests.ctrl_c import lose_a_ctrl_c, python_sigint_handler
 from tests.damage import flip_bytes, truncate
 from tests.processes import ROOT, fake_devices_env, holding_lock
 from tests.tiny import tiny_config as tiny_study
@@ -94,6 +95,23 @@ def test_killed_generation_resumes_to_the_same_dataset(generated, tmp_path, monk
     for name in a.specs:
         np.testing.assert_array_equal(a.train[name], b.train[name])
         np.testing.assert_array_equal(a.test[name], b.test[name])
+
+
+def test_a_ctrl_c_python_swallowed_stops_generation_at_the_next_chunk(tmp_path, monkeypatch):
+    config = tiny_config()
+    real = generate.simulate_chunk
+
+    def loses_a_ctrl_c(*args, **kwargs):
+        arrays = real(*args, **kwargs)
+        lose_a_ctrl_c()  # after the chunk's last progress call: the next chunk's check stops it
+        return arrays
+
+    monkeypatch.setattr(generate, "simulate_chunk", loses_a_ctrl_c)
+    with python_sigint_handler(), pytest.raises(KeyboardInterrupt) as stopped:
+        generate.generate(config, tmp_path, show_progress=False, log=lambda _: None)
+    assert str(stopped.value) == (
+        f"[dataset] stopped in chunk 2 of 2; 1 of 2 chunks written and kept in {tmp_path}/dataset"
+    )
 
 
 def test_workdir_with_a_dataset_from_another_config_is_refused_untouched(generated):

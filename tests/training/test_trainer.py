@@ -24,6 +24,7 @@ from closurejax.training.trainer import (
     make_schedule,
     read_metrics,
 )
+from tests.ctrl_c import lose_a_ctrl_c, python_sigint_handler
 from tests.processes import run_python
 
 N_SAMPLES = 40
@@ -398,5 +399,29 @@ def test_ctrl_c_inside_the_donating_step_still_says_where_it_stopped(tmp_path: P
         t.train()
     assert str(stopped.value) == (
         f"training {tmp_path} stopped at step 4 of 12; latest checkpoint: step 4 in "
+        f"{tmp_path / 'checkpoints'}"
+    )
+
+
+class LosesCtrlCAt:
+    """Batch source that, asked for step `at`, receives a Ctrl-C that Python swallows."""
+
+    def __init__(self, inner: Batches, at: int) -> None:
+        self.inner, self.at = inner, at
+        self.steps_per_epoch = inner.steps_per_epoch
+
+    def batch_at(self, step: int) -> dict[str, jax.Array]:
+        if step == self.at:
+            lose_a_ctrl_c()
+        return self.inner.batch_at(step)
+
+
+def test_a_ctrl_c_python_swallowed_still_stops_training_at_the_next_step(tmp_path: Path) -> None:
+    t = trainer(tmp_path, batches=LosesCtrlCAt(make_batches(), at=6))
+    with python_sigint_handler(), pytest.raises(KeyboardInterrupt) as stopped:
+        t.train()
+    # asked for step 6's batch after step 5 ran: the check before step 6 stops the loop
+    assert str(stopped.value) == (
+        f"training {tmp_path} stopped at step 6 of 12; latest checkpoint: step 4 in "
         f"{tmp_path / 'checkpoints'}"
     )

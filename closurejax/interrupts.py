@@ -11,7 +11,7 @@ registers such callbacks for its buffers), the exception is *unraisable*: Python
 it again if it was recorded but lost. A block that ends without an exception after a lost
 Ctrl-C raises it at its end, so a launcher never exits 0 after the user pressed Ctrl-C.
 
-Shapes of use::
+Use::
 
     with interrupts.catching():
         for step in range(n):

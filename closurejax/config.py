@@ -66,8 +66,10 @@ Fields:
     the predictor–corrector sampler, time_variable ("noise_level" | "sde_time") of heun_ode.
   training: batch_size (200), learning_rate (1e-3), schedule ("step": ×decay_factor (0.5)
     every decay_every_epochs (200) | "cosine" | "constant"), num_epochs (1000), num_steps (0:
-    num_epochs × steps per epoch; > 0: the run's length in steps, e.g. a wall-clock budget
-    turned into steps by closurejax.evaluation.frontier), warmup_steps,
+    num_epochs × steps per epoch; > 0: the run's length in steps), train_seconds (0: off; > 0:
+    the run's length is planned on the machine that trains it, ⌊train_seconds ÷ measured seconds
+    per step⌋ steps, overriding num_steps and num_epochs — closurejax.training.budget),
+    warmup_steps,
     grad_clip_norm (0 = off), ema_decay (0.999; 0 = off), weight_decay, checkpoint_every (steps),
     keep (checkpoints kept), log_every (steps), seed.
   evaluation: ensemble_size (samples per test snapshot), max_snapshots (0 = all test snapshots),
@@ -227,6 +229,7 @@ def base_config() -> ml_collections.ConfigDict:
             decay_every_epochs=200,
             num_epochs=1000,
             num_steps=0,
+            train_seconds=0.0,
             warmup_steps=0,
             grad_clip_norm=0.0,
             ema_decay=0.999,

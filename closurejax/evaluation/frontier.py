@@ -11,7 +11,7 @@ can be read against cost. Stages, in order:
    its study's `data` section, so it can run in that study's workdir and reuse its dataset);
 2. "plan" — each model's training-step time, measured side by side in one stage (the median of
    up to `frontier.plan_steps` steps after a compiling one — one only where a step takes
-   minutes, `PLAN_EXTRA_SECONDS` — in a scratch run that is then deleted),
+   minutes, `budget.PLAN_EXTRA_SECONDS` — in a scratch run that is then deleted),
    and its length `frontier.train_seconds` ÷ that time → `<workdir>/frontier/plan.json`. Equal
    compute is the comparison: a model with a costly step sees fewer steps, and its learning-rate
    warm-up is at most a tenth of its run. The two-stage latent baseline spends the budget on its
@@ -61,8 +61,6 @@ import json
 import math
 import os
 import re
-import shutil
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -81,7 +79,7 @@ from closurejax.evaluation.study import StageTimings
 from closurejax.keys import digest
 from closurejax.models import fno
 from closurejax.timing import time_fn
-from closurejax.training import run, trainer
+from closurejax.training import budget, run
 
 __all__ = [
     "STAGES",
@@ -232,64 +230,7 @@ def _run_name(name: str) -> str:
 
 def _plan_key(model: Mapping[str, Any], seconds: float) -> str:
     """What a model's plan depends on: its config less the run length, and the budget."""
-    model = json.loads(json.dumps(model))
-    for field in ("num_epochs", "num_steps"):
-        model["training"].pop(field, None)
-    model["latent"].pop("stage1_epochs", None)
-    model["latent"].pop("stage1_steps", None)
-    model["training"].pop("warmup_steps", None)
-    model.pop("name", None)
-    return digest({"model": model, "train_seconds": seconds})
-
-
-CHECKPOINT_SECONDS = 300.0
-"""A planned run saves a checkpoint at least every this many seconds of its measured step time
-(and at its end), so a killed run loses at most this much training when it resumes."""
-
-PLAN_EXTRA_SECONDS = 120.0
-"""The "plan" stage times one step after the compiling one, and times up to
-`frontier.plan_steps` − 1 more only if they take at most this long (a model whose step takes
-minutes is timed on one step)."""
-
-
-def _measure_step(model: dict[str, Any], workdir: Path, name: str, steps: int) -> dict:
-    """Median seconds per training step of `model` (of its first stage for the two-stage
-    baseline) over up to `steps` steps after one compiling step (`PLAN_EXTRA_SECONDS`), in a
-    scratch run deleted after."""
-    scratch = json.loads(json.dumps(model))
-    scratch["training"].update(log_every=1, checkpoint_every=10**9, num_steps=0)
-    two_stage = run.is_two_stage(scratch)
-    if two_stage:
-        scratch["latent"]["stage1_epochs"] = 10**6
-    else:
-        scratch["training"]["num_epochs"] = 10**6
-    run_name = f"{FOLDER}/plan_scratch/{name}"
-    folder = workdir / run_name
-    metrics = (folder / run.LATENT_STAGES[0] if two_stage else folder) / "metrics.jsonl"
-    batch = int(model["training"]["batch_size"])
-    shutil.rmtree(folder, ignore_errors=True)
-
-    def timed_steps(skip: tuple[int, ...] = (1,)) -> list[float]:
-        # the first step of each `run.train` call includes its compilation
-        records = trainer.read_metrics(metrics)
-        return [batch / r["samples_per_s"] for r in records if r["step"] not in skip]
-
-    try:
-        run.train(scratch, workdir, num_steps=2, run_name=run_name, show_progress=False)
-        first = timed_steps()[0]
-        if steps > 1 and first * (steps - 1) <= PLAN_EXTRA_SECONDS:
-            run.train(scratch, workdir, num_steps=2 + steps, run_name=run_name, show_progress=False)
-            timed = timed_steps(skip=(1, 3))
-        else:
-            timed = [first]
-        record = trainer.read_metrics(metrics)[0]
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "step_seconds": statistics.median(timed),
-        "steps_per_epoch": int(round(record["step"] / record["epoch"])),
-        "timed_steps": len(timed),
-    }
+    return budget.plan_key(model, seconds)
 
 
 def _plan(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> dict:
@@ -305,8 +246,14 @@ def _plan(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> 
             plan[name] = stored[name]
             continue
         log(f"frontier: plan {name}: timing {section['plan_steps']} training steps …")
-        measured = _measure_step(model, workdir, name, int(section["plan_steps"]))
-        entry = {"key": key, **measured, "steps": _steps(seconds, measured["step_seconds"])}
+        measured = budget.measure_step(
+            run.train, model, workdir, f"{FOLDER}/plan_scratch/{name}", int(section["plan_steps"])
+        )
+        entry = {
+            "key": key,
+            **measured,
+            "steps": budget.steps_for(seconds, measured["step_seconds"]),
+        }
         plan[name] = entry
         stored[name] = entry
         atomic.write_json(path, stored)
@@ -317,16 +264,12 @@ def _plan(config: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> 
     return plan
 
 
-def _steps(seconds: float, step_seconds: float) -> int:
-    """The training steps a budget of `seconds` buys at `step_seconds` per step (≥ 1)."""
-    return max(1, int(seconds / step_seconds))
-
-
 def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict[str, Any]:
     """`model_config(name)` with its planned run length: the budget ÷ the measured step time
     (the two-stage baseline: that many steps for each stage), a learning-rate warm-up of at
     most a tenth of the run (a run shorter than the configured warm-up would never reach its
-    learning rate), and a checkpoint at least every `CHECKPOINT_SECONDS` of training."""
+    learning rate), and a checkpoint at least every `budget.CHECKPOINT_SECONDS` of training
+    (`budget.with_steps`)."""
     model = model_config(config, name)
     key = _plan_key(model, config["frontier"]["train_seconds"])
     if name not in plan or plan[name]["key"] != key:
@@ -334,15 +277,9 @@ def _planned(config: dict[str, Any], name: str, plan: Mapping[str, Any]) -> dict
             f"frontier model {name!r} has no current plan (its config or the budget changed): "
             "run the 'plan' stage"
         )
-    steps = _steps(float(config["frontier"]["train_seconds"]), plan[name]["step_seconds"])
-    if run.is_two_stage(model):
-        model["latent"]["stage1_steps"] = steps
-    model["training"]["num_steps"] = steps
-    training = model["training"]
-    training["warmup_steps"] = min(int(training["warmup_steps"]), steps // 10)
-    cadence = max(1, int(CHECKPOINT_SECONDS / plan[name]["step_seconds"]))
-    training["checkpoint_every"] = min(int(training["checkpoint_every"]), cadence)
-    return model
+    return budget.with_steps(
+        model, float(config["frontier"]["train_seconds"]), plan[name]["step_seconds"]
+    )
 
 
 def _read_plan(workdir: Path) -> dict[str, Any]:
@@ -495,7 +432,7 @@ def _results(
         models[name] = {
             "kind": mine.get("kind"),
             "params": mine.get("params"),
-            "planned_steps": _steps(float(section["train_seconds"]), p["step_seconds"]),
+            "planned_steps": budget.steps_for(float(section["train_seconds"]), p["step_seconds"]),
             "step_seconds": p["step_seconds"],
             "train_seconds": timings.wall_seconds(f"train/{name}"),
         }

@@ -203,9 +203,9 @@ def run_study(
     fast_folder = f"simulation_{fast_name}{fast_nfe}"
     actions: dict[str, Callable[[], Any]] = {
         "data": lambda: generate.generate(config, workdir, show_progress=show_progress),
-        "train_score": lambda: run.train(config, workdir, show_progress=show_progress),
+        "train_score": lambda: run.train(config, workdir, show_progress=show_progress, log=log),
         "train_regression": lambda: run.train(
-            _with_kind(config, "regression"), workdir, show_progress=show_progress
+            _with_kind(config, "regression"), workdir, show_progress=show_progress, log=log
         ),
         "offline": lambda: _offline(config, workdir, log, show_progress),
         "online": lambda: online_study.run_online(

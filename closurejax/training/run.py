@@ -47,6 +47,7 @@ from closurejax import locking
 from closurejax.config_section import as_dict
 from closurejax.data import generate, pipeline, store
 from closurejax.diffusion import kinds, latent_model
+from closurejax.training import budget
 from closurejax.training import trainer as trainer_lib
 from closurejax.training.checkpoint import IncompatibleCheckpointError
 from closurejax.training.state import TrainState
@@ -67,6 +68,7 @@ __all__ = [
     "optim_from_config",
     "params_digest",
     "run_dir",
+    "run_folder",
     "train",
 ]
 
@@ -552,10 +554,21 @@ def train(
     `locking.FolderLockedError` naming the holder.
     """
     config_dict = as_dict(config)
-    two_stage = is_two_stage(config_dict)
-    folder = run_dir(config_dict, workdir, run_name, final_stage(config_dict))
-    with locking.hold(folder.parent if two_stage else folder, "train"):
+    holder = run_folder(config_dict, workdir, run_name)
+    with locking.hold(holder, "train"):
+        say = log or (lambda _: None)
+        config_dict = budget.planned(train, config_dict, workdir, holder, data_dir, log=say)
         return _train(config_dict, workdir, data_dir, num_steps, run_name, show_progress, log)
+
+
+def run_folder(config: Mapping[str, Any], workdir: str | Path, run_name: str | None = None) -> Path:
+    """The folder of a whole run: `run_dir`, and for the two-stage latent baseline the folder of
+    both its stages (locked while it trains; it holds a budgeted run's `budget.PLAN_FILE`)."""
+    return (
+        run_dir(config, workdir, run_name, final_stage(config)).parent
+        if is_two_stage(config)
+        else run_dir(config, workdir, run_name)
+    )
 
 
 def _train(
@@ -644,6 +657,10 @@ def load(
             f"no checkpoint of a trained '{run_name or config_dict['model']['kind']}' model "
             f"in {folder}; run experiments/train.py first"
         )
+    # a budgeted run's length as planned when it trained (the optimiser's schedule)
+    config_dict = budget.planned(
+        train, config_dict, workdir, run_folder(config_dict, workdir, run_name), measure=False
+    )
     ae_params = None
     if _is_latent(config_dict):
         data = open_study_dataset(config_dict, data_dir or workdir / "dataset")

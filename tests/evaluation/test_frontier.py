@@ -16,6 +16,7 @@ from closurejax.config import frontier_section
 from closurejax.diffusion import conditional, latent_model
 from closurejax.evaluation import frontier, offline
 from closurejax.models import flops
+from closurejax.training import budget
 from tests import tiny
 
 TINY_LATENT = {**tiny.TINY_LATENT, "kl_reduction": "sum"}
@@ -149,7 +150,7 @@ def test_the_planned_run_is_the_budget_over_the_step_time_with_a_short_warm_up()
     assert two["latent"]["stage1_steps"] == two["training"]["num_steps"] == 33
     assert two["training"]["warmup_steps"] == 3  # a tenth of the run
     assert pcdm["training"]["checkpoint_every"] == 1000  # the config's, already within 300 s
-    assert two["training"]["checkpoint_every"] == int(frontier.CHECKPOINT_SECONDS / 3.0)
+    assert two["training"]["checkpoint_every"] == int(budget.CHECKPOINT_SECONDS / 3.0)
     with pytest.raises(ValueError, match="'lcdm' has no current plan"):
         frontier._planned(config, "lcdm", plan)
     config["frontier"]["train_seconds"] = 50.0  # another budget: plan again

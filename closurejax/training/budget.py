@@ -32,6 +32,7 @@ __all__ = [
     "CHECKPOINT_SECONDS",
     "PLAN_EXTRA_SECONDS",
     "PLAN_FILE",
+    "PLAN_OMITS",
     "check_seconds",
     "measure_step",
     "plan_key",
@@ -170,6 +171,11 @@ def with_steps(config: Mapping[str, Any], seconds: float, step_seconds: float) -
     return config
 
 
+PLAN_OMITS = ("sampler", "evaluation", "simulation", "frontier")
+"""Config sections a run's plan does not depend on (sampling and evaluation settings: changing
+them does not re-plan a trained run)."""
+
+
 def planned(
     train: TrainFn,
     config: Mapping[str, Any],
@@ -181,22 +187,23 @@ def planned(
 ) -> dict[str, Any]:
     """`config` with its run length planned from `training.train_seconds` (unchanged when 0).
 
-    Reads the plan in `<folder>/plan.json` when its key is `config`'s; otherwise, with `measure`,
-    times the step (`measure_step`, scratch run `<folder>.plan_scratch`) and writes a new plan
-    (atomically), and without it refuses (a run that was never planned has not trained).
+    Training (`measure`): reads the plan in `<folder>/plan.json` when its key is `config`'s
+    (`plan_key` less `PLAN_OMITS`); otherwise times the step (`measure_step`, scratch run
+    `<folder>.plan_scratch`) and writes a new plan atomically. Loading (not `measure`): the
+    stored plan whatever its key (the length the run was trained for), or `config` unchanged
+    when there is none (the parameters do not depend on it).
     """
     seconds = check_seconds(config["training"].get("train_seconds", 0.0))
     if seconds == 0:
         return json.loads(json.dumps(config))
-    key = plan_key(config, seconds, omit=("evaluation", "simulation", "frontier"))
     path = folder / PLAN_FILE
     stored = json.loads(path.read_text()) if path.exists() else None
+    if not measure:
+        if stored is None:
+            return json.loads(json.dumps(config))
+        return with_steps(config, float(stored["train_seconds"]), stored["step_seconds"])
+    key = plan_key(config, seconds, omit=PLAN_OMITS)
     if stored is None or stored.get("key") != key:
-        if not measure:
-            raise FileNotFoundError(
-                f"no plan of this config's training budget in {path}: run experiments/train.py "
-                "first"
-            )
         log(f"plan: timing the training step for a budget of {seconds:g} s …")
         scratch = folder.relative_to(Path(workdir).resolve()).as_posix() + ".plan_scratch"
         measured = measure_step(train, config, workdir, scratch, 5, data_dir)

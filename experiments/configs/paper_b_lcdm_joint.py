@@ -41,5 +41,6 @@ def get_config():
     config.training.decay_factor = 0.5
     config.training.decay_every_epochs = 100
     config.training.num_epochs = 500
+    config.training.train_seconds = 0.0  # paper B's 500 epochs, not the paper_b study's budget
     config.evaluation.zero_shot = False  # convolutional autoencoders: trained at 64² only
     return config

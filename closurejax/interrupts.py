@@ -8,8 +8,11 @@ registers such callbacks for its buffers), the exception is *unraisable*: Python
 
 `catching()` installs, for its block, a SIGINT handler that records the signal before raising
 `KeyboardInterrupt` as usual; `check()`, called by the library's long loops at every step, raises
-it again if it was recorded but lost. A block that ends without an exception after a lost
-Ctrl-C raises it at its end, so a launcher never exits 0 after the user pressed Ctrl-C.
+it again if it was recorded but lost. A block that ends without an exception after a lost Ctrl-C
+raises it at its end, so a launcher never exits 0 after the user pressed Ctrl-C. The block also
+keeps Python from printing the lost one ("Exception ignored … Traceback … KeyboardInterrupt"):
+the user sees the one line the launcher prints when the loop stops; every other unraisable
+exception is reported as before.
 
 Use::
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -37,6 +41,18 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     """Records the signal, then raises as Python's default SIGINT handler does."""
     _received.append(signum)
     raise KeyboardInterrupt
+
+
+def _quiet_lost_interrupts(previous: object) -> object:
+    """An unraisable-exception hook that drops the KeyboardInterrupts `_handler` raised (recorded:
+    `check` raises them again) and passes everything else to `previous`."""
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received:
+            return
+        previous(unraisable)  # type: ignore[operator]
+
+    return hook
 
 
 def pending() -> bool:
@@ -80,6 +96,8 @@ def catching() -> Iterator[None]:
         yield
         return
     _received.clear()
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_lost_interrupts(hook)
     signal.signal(signal.SIGINT, _handler)
     try:
         yield
@@ -88,4 +106,5 @@ def catching() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = hook
     check()

@@ -4,6 +4,7 @@ is still raised by `interrupts.check()` and at the end of `interrupts.catching()
 from __future__ import annotations
 
 import signal
+import sys
 
 import pytest
 
@@ -77,3 +78,19 @@ def test_checked_progress_stops_at_the_next_call_after_a_lost_ctrl_c() -> None:
         lose_a_ctrl_c()
         progress(4)
     assert seen == [3]
+
+
+class FailsOnDelete:
+    def __del__(self) -> None:
+        raise ValueError("another unraisable error")
+
+
+def test_the_lost_ctrl_c_is_not_reported_and_other_unraisable_errors_are() -> None:
+    reported: list[type] = []
+    sys.unraisablehook = lambda unraisable: reported.append(type(unraisable.exc_value))
+    with pytest.raises(KeyboardInterrupt), interrupts.catching():
+        lose_a_ctrl_c()  # no "Exception ignored … KeyboardInterrupt" on stderr
+        FailsOnDelete()
+    assert reported == [ValueError]
+    lose_a_ctrl_c()  # outside the block: Python's report as before
+    assert reported == [ValueError, KeyboardInterrupt]

@@ -37,6 +37,18 @@ TINY_LATENT = dict(
 """A tiny latent section: 4 → 8 channel autoencoders and a small latent FNO."""
 
 
+TINY_SIMULATION = dict(
+    trajectory=0,
+    t_start=0.01,
+    t_end=0.05,
+    every=2,
+    ensemble_size=2,
+    save_interval=0.01,
+    figure_times=(0.03, 0.05),
+)
+"""A 2-member online test from t = 0.01 to 0.05 s, the closure sampled every 2 steps."""
+
+
 def tiny_config(**data_overrides: object) -> dict:
     """The demo config as a dict with the `data` section of `TINY_DATA` (plus overrides)."""
     config = demo.get_config().to_dict()
@@ -53,17 +65,7 @@ def tiny_online(fine: int = 32, coarse: int = 32) -> dict:
     config["training"].update(
         batch_size=4, num_epochs=1, checkpoint_every=2, log_every=1, schedule="constant"
     )
-    config["simulation"].update(
-        trajectory=0,
-        t_start=0.01,
-        t_end=0.05,
-        every=2,
-        ensemble_size=2,
-        save_interval=0.01,
-        sources=("none", "reference"),
-        figure_times=(0.03, 0.05),
-        animation=True,
-    )
+    config["simulation"].update(TINY_SIMULATION, sources=("none", "reference"), animation=True)
     return config
 
 

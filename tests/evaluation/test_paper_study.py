@@ -13,7 +13,7 @@ import pytest
 
 from closurejax.evaluation import study as study_lib
 from closurejax.training import budget
-from tests.tiny import TINY_DATA
+from tests.tiny import TINY_DATA, TINY_SIMULATION
 
 
 def shrunk(name: str) -> dict:
@@ -26,16 +26,7 @@ def shrunk(name: str) -> dict:
     config["training"].update(batch_size=4, train_seconds=1.0, log_every=1)
     config["evaluation"].update(ensemble_size=3, max_snapshots=2)
     config["sampler"]["num_steps"] = 2
-    config["simulation"].update(
-        trajectory=0,
-        t_start=0.01,
-        t_end=0.05,
-        every=2,
-        ensemble_size=2,
-        save_interval=0.01,
-        figure_times=(0.03, 0.05),
-        animation=False,
-    )
+    config["simulation"].update(TINY_SIMULATION, animation=False)
     return config
 
 

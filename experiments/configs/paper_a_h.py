@@ -16,6 +16,7 @@ def get_config():
     config.name = "paper_a_h"
     config.data.closure = "H"
     config.model.conditions = ("omega", "sparse_interpolated")
+    config.data.trajectories_per_chunk = 25  # one batched DNS of 25 trajectories per chunk
     config.training.train_seconds = 90.0
     config.simulation.sources = ("none", "diffusion", "regression", "reference")
     config.lock()

@@ -21,6 +21,7 @@ def get_config():
     config.model.embed_dim = 512
     config.diffusion.sigma = 30.0
     config.sampler.t_max = 0.4
+    config.data.trajectories_per_chunk = 25  # one batched DNS of 25 trajectories per chunk
     config.training.train_seconds = 60.0
     config.simulation.sources = ("none", "diffusion", "regression", "reference")
     config.lock()

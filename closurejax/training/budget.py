@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from closurejax import atomic
+from closurejax.diffusion import latent_model
 from closurejax.keys import digest
 from closurejax.training import trainer as trainer_lib
 
@@ -93,8 +94,9 @@ def plan_key(config: Mapping[str, Any], seconds: float, omit: tuple[str, ...] = 
 
 
 def _two_stage(config: Mapping[str, Any]) -> bool:
-    latent = config.get("latent") or {}
-    return config["model"]["kind"] == "latent" and latent.get("training_mode") == "two_stage"
+    """`closurejax.training.run.is_two_stage` (that module sits above this one)."""
+    is_latent = config["model"]["kind"] == latent_model.KIND
+    return is_latent and latent_model.training_mode(config) == "two_stage"
 
 
 def measure_step(
@@ -122,6 +124,7 @@ def measure_step(
     else:
         scratch["training"]["num_epochs"] = 10**6
     folder = Path(workdir) / run_name
+    # a two-stage run times its first stage, `run.LATENT_STAGES[0]`
     metrics = (folder / "autoencoders" if two_stage else folder) / "metrics.jsonl"
     batch = int(config["training"]["batch_size"])
     shutil.rmtree(folder, ignore_errors=True)

@@ -10,7 +10,7 @@ key of everything the step time depends on (`plan_key`), so a resumed run — on
 another — keeps its length and schedule, and a changed config or budget is planned again.
 
 The budget is the optimiser's time, not the stage's: data loading, compilation, checkpoints and
-the timing steps come on top (a few per cent on the studies measured). The cost–accuracy frontier
+the timing steps come on top. The cost–accuracy frontier
 (`closurejax.evaluation.frontier`) plans its models with the same functions.
 """
 

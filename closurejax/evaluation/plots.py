@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib import ticker as mpl_ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -214,6 +215,15 @@ def animation(
             os.remove(tmp)
 
 
+_SAMPLER_LABELS = {
+    "euler_maruyama": "EM",
+    "dpm_solver": "DPM",
+    "heun_ode": "Heun",
+    "predictor_corrector": "PC",
+}
+"""Short sampler names of the cost–accuracy figure's point labels."""
+
+
 def cost_accuracy(
     entries: Sequence[Mapping], cost: str, path: str | os.PathLike, title: str = ""
 ) -> None:
@@ -235,7 +245,7 @@ def cost_accuracy(
         )
         for e in mine:
             ax.annotate(
-                f"{e['sampler'][:3]} {e['nfe']}",
+                f"{_SAMPLER_LABELS.get(e['sampler'], e['sampler'])} {e['nfe']}",
                 (e[cost], e["ensemble_mean"]),
                 fontsize=6,
                 xytext=(3, 2),
@@ -245,6 +255,9 @@ def cost_accuracy(
     if front:
         ax.plot(*zip(*front, strict=True), "k--", lw=0.8, label="frontier")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(mpl_ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(mpl_ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(mpl_ticker.NullFormatter())
     ax.set_xlabel(f"seconds per closure sample ({cost})")
     ax.set_ylabel("relative error of the ensemble mean")
     if title:

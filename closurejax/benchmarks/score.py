@@ -11,7 +11,11 @@ the training step):
   dense-matmul rate of this machine), both from this run; target ≤ 3 (issue 3);
 * `score/sample/{sampler}/b100/seconds` — one closure sample (encode once + the sampler's NFE
   target-branch evaluations) at ≈ 10 NFE, batch 100;
-* `score/train_step/b200/seconds` — one Adam step of paper A's model (ω + sparse) at batch 200.
+* `score/train_step/b200/seconds` — one Adam step of paper A's model (ω + sparse) at batch 200
+  (cache-sized batch slices, each rematerialised in the backward pass);
+  `score/train_step/b200/no_remat_seconds` — the same step storing every slice's activations
+  for the backward pass (`remat_slices=False`, `closurejax.models.chunking`), measured
+  alternately with it.
 
 The study configs it measures are passed in (`configs`, by name; `CONFIGS`): paper_a_h and
 paper_b. `pcdm_config` and `closure_model` also build the P-CDM of the "latent" group.
@@ -19,17 +23,28 @@ paper_b. `pcdm_config` and `closure_model` also build the P-CDM of the "latent" 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from closurejax.benchmarks.records import BenchRecord, Configs, Group, record, study_config
 from closurejax.diffusion import conditional, samplers
 from closurejax.timing import time_fn
 
-__all__ = ["CONFIGS", "GROUPS", "TEN_NFE", "closure_model", "pcdm_config", "score_benchmarks"]
+__all__ = [
+    "CONFIGS",
+    "GROUPS",
+    "TEN_NFE",
+    "closure_model",
+    "pcdm_config",
+    "score_benchmarks",
+    "train_step_records",
+]
 
 
 def pcdm_config(
@@ -144,37 +159,58 @@ def score_benchmarks(quick: bool, configs: Configs) -> list[BenchRecord]:
             )
         )
     # one training step of paper A's model at batch 200
-    out.append(_train_step_record(configs, n, quick, repeats))
+    out.extend(train_step_records(configs, n, quick, repeats))
     return out
 
 
-def _train_step_record(configs: Configs, n: int, quick: bool, repeats: int) -> BenchRecord:
+def train_step_records(
+    configs: Configs, n: int, quick: bool, repeats: int, batch: int | None = None
+) -> list[BenchRecord]:
+    """The `score/train_step/b{batch}/…` rows (batch 200 unless given; 8 when `quick`)."""
     config = study_config(configs, "paper_a_h")
     if quick:
         config["model"].update(width=8, modes=4, embed_dim=16)
-    model = closure_model(config)
-    b = 8 if quick else 200
+    remat = closure_model(config)
+    models = {"seconds": remat, "no_remat_seconds": dataclasses.replace(remat, remat_slices=False)}
+    b = batch or (8 if quick else 200)
     key = jax.random.PRNGKey(1)
-    params = model.init(key, n)
-    batch = {
+    params = remat.init(key, n)
+    fields = {
         name: jax.random.normal(jax.random.fold_in(key, i), (b, n, n))
-        for i, name in enumerate([*model.condition_names, "target"])
+        for i, name in enumerate([*remat.condition_names, "target"])
     }
     tx = optax.adam(1e-3)
+    opt_state = tx.init(params)
 
-    @jax.jit
-    def step(params: Any, opt_state: Any) -> tuple[Any, Any]:
-        grads, _ = jax.grad(model.loss, has_aux=True)(params, batch, key)
-        updates, opt_state = tx.update(grads, opt_state)
-        return optax.apply_updates(params, updates), opt_state
+    def train_step(model: conditional.ClosureModel) -> Callable[..., Any]:
+        @jax.jit
+        def step(params: Any, opt_state: Any) -> tuple[Any, Any]:
+            grads, _ = jax.grad(model.loss, has_aux=True)(params, fields, key)
+            updates, opt_state = tx.update(grads, opt_state)
+            return optax.apply_updates(params, updates), opt_state
 
-    seconds = time_fn(step, params, tx.init(params), repeats=repeats)["median"]
-    return record(
-        f"score/train_step/b{b}/seconds",
-        seconds,
-        "s",
-        config=dict(n=n, batch=b, model="paper_a_h", samples_per_s=b / seconds),
-    )
+        return step
+
+    steps = {name: train_step(model) for name, model in models.items()}
+    for step in steps.values():  # compile both before timing either
+        jax.block_until_ready(step(params, opt_state))
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):  # alternate, so that both see the same machine load
+        for name, step in steps.items():
+            times[name].append(time_fn(step, params, opt_state, warmup=0, repeats=1)["median"])
+    out = []
+    for name, model in models.items():
+        seconds = float(np.median(times[name]))
+        cfg = dict(
+            n=n,
+            batch=b,
+            model="paper_a_h",
+            batch_chunk=model.chunk_size(n),
+            remat_slices=model.remat_slices,
+            samples_per_s=b / seconds,
+        )
+        out.append(record(f"score/train_step/b{b}/{name}", seconds, "s", config=cfg))
+    return out
 
 
 CONFIGS: dict[str, tuple[str, ...]] = {"score": ("paper_a_h", "paper_b")}

@@ -103,6 +103,9 @@ class FieldModel:
       normalize_target: work on the standardised target instead of the physical one.
       batch_chunk: samples per slice of every network evaluation ("auto", an int, or None;
         `closurejax.models.chunking`).
+      remat_slices: recompute each slice's forward in the backward pass of a training loss
+        instead of storing its activations (`chunking.map_batch`); not a config field: it
+        changes no number, only the speed (the benchmark's `no_remat_seconds` row turns it off).
     """
 
     network: nn.Module
@@ -110,6 +113,7 @@ class FieldModel:
     stats: Stats
     normalize_target: bool = False
     batch_chunk: chunking.ChunkSetting = "auto"
+    remat_slices: bool = True
 
     def __post_init__(self) -> None:
         chunking.check_chunk(self.batch_chunk, "model.batch_chunk")
@@ -145,6 +149,6 @@ class FieldModel:
         chunk = self.chunk_size(jax.tree.leaves(args)[0].shape[-1])
 
         def run(p: Any, *a: Any) -> Any:
-            return chunking.map_batch(functools.partial(fn, p), chunk, *a)
+            return chunking.map_batch(functools.partial(fn, p), chunk, *a, remat=self.remat_slices)
 
         return (chunking.fold_vmap(run) if fold else run)(params, *args)

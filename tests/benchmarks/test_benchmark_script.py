@@ -79,7 +79,10 @@ def test_benchmark_script_quick_score_group(tmp_path: Path) -> None:
     expected = {f"score/forward/{m}/b{b}/seconds" for m in ("dft", "fft") for b in (1, 4)}
     expected |= {f"score/sample/{s}/b4/seconds" for s in samplers}
     expected |= {"score/forward/b4/flop_ratio", "score/train_step/b8/seconds"}
+    expected |= {"score/train_step/b8/no_remat_seconds"}
     assert set(records) == expected
+    assert records["score/train_step/b8/seconds"]["config"]["remat_slices"] is True
+    assert records["score/train_step/b8/no_remat_seconds"]["config"]["remat_slices"] is False
     ratio = records["score/forward/b4/flop_ratio"]
     assert ratio["target"] == 3.0 and ratio["meets_target"] == (ratio["value"] <= 3.0)
     assert ratio["config"]["flops"] > 0 and ratio["config"]["best_method"] in ("dft", "fft")

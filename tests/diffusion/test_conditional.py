@@ -49,11 +49,14 @@ def test_slices_give_the_samples_forward_and_gradients_of_one_call():
     forward = sliced.forward(params, batch["target"], t, cond)
     assert_close(forward, jax.jit(whole.network.apply)(params, batch["target"], t, cond))
     four = {n: v[:4] for n, v in batch.items()}  # 2 slices of 2 (the remainder path is above)
+    stored = dataclasses.replace(sliced, remat_slices=False)  # slices' activations kept
     grads = [
-        jax.jit(jax.grad(lambda p, m=m: m.loss(p, four, key)[0]))(params) for m in (whole, sliced)
+        jax.jit(jax.grad(lambda p, m=m: m.loss(p, four, key)[0]))(params)
+        for m in (whole, sliced, stored)
     ]
-    for g_sliced, g_whole in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]), strict=True):
+    for g_whole, g_sliced, g_stored in zip(*map(jax.tree.leaves, grads), strict=True):
         assert_close(g_sliced, g_whole, 1e-4)
+        assert_close(g_stored, g_sliced, 1e-5)
 
 
 def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():

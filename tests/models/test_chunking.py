@@ -52,6 +52,27 @@ def test_gradients_through_slices_equal_one_call():
     np.testing.assert_allclose(jax.grad(loss)(w, 4), jax.grad(loss)(w, None), rtol=1e-5)
 
 
+def test_slices_are_rematerialised_under_grad_unless_turned_off():
+    w = jax.random.normal(jax.random.PRNGKey(2), (3, 3))
+    x = jax.random.normal(jax.random.PRNGKey(3), (9, 3))
+
+    def loss(w: jax.Array, remat: bool) -> jax.Array:
+        out = chunking.map_batch(lambda v: jnp.sin(v @ w), 4, x, remat=remat)
+        return jnp.sum(out**2)
+
+    def rematerialised(remat: bool) -> bool:
+        """Whether the loop body is a checkpoint (jax names its primitive "remat2")."""
+        jaxpr = jax.make_jaxpr(lambda w: loss(w, remat))(w).jaxpr
+        (scan,) = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+        names = [e.primitive.name for e in scan.params["jaxpr"].jaxpr.eqns]
+        return any("remat" in n or "checkpoint" in n for n in names)
+
+    assert rematerialised(True) and not rematerialised(False)
+    np.testing.assert_allclose(
+        jax.grad(loss)(w, True), jax.grad(loss)(w, False), rtol=1e-6, atol=1e-6
+    )
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="leading batch axis"):
         chunking.map_batch(lambda a, b: a, 2, jnp.ones((4, 2)), jnp.ones((3, 2)))

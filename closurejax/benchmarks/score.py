@@ -158,7 +158,7 @@ def score_benchmarks(quick: bool, configs: Configs) -> list[BenchRecord]:
                 config=dict(n=n, batch=b, nfe=sampler.nfe, method=method, **settings),
             )
         )
-    # one training step of paper A's model at batch 200
+    # one training step of paper A's model at batch 200, with and without rematerialised slices
     out.extend(train_step_records(configs, n, quick, repeats))
     return out
 

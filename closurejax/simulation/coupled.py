@@ -43,9 +43,9 @@ Why it matters: independent draws average out over the ≈ 1/(every·dt) samples
 trajectory integrates (the spread of the ensemble grows like a random walk), whereas the model's
 error and the truth's unresolved part are correlated in time; the fresh ensemble is therefore
 under-dispersed online even when each sample is calibrated offline. Measured on `paper_a_h_cpu`
-(64², 8 members, t = 30 → 32 s, 10-step Euler–Maruyama): spread–skill 0.034 / 0.021 at t = 31 /
-32 with "fresh", 0.49 / 0.43 with "member"; ensemble-mean error at t = 32 0.0226 → 0.0211, CRPS
-0.0189 → 0.0140.
+(its earlier model, trained with the papers' output/σ(t); 64², 8 members, t = 30 → 32 s, 10-step
+Euler–Maruyama): spread–skill 0.034 / 0.021 at t = 31 / 32 with "fresh", 0.49 / 0.43 with
+"member"; ensemble-mean error at t = 32 0.0226 → 0.0211, CRPS 0.0189 → 0.0140.
 """
 
 from __future__ import annotations

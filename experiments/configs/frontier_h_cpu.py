@@ -38,6 +38,8 @@ def get_config():
     config.model.width = 40
     config.model.embed_dim = 512
     config.diffusion.sigma = 30.0
+    config.diffusion.parameterization = "score_over_sigma"  # paper B's (the study's is EDM)
+    config.diffusion.sigma_data = 1.0
     config.sampler.t_max = 0.4
     config.evaluation.zero_shot = False  # the autoencoders are convolutional: 64² only
     config.simulation.sources = ("none", "diffusion", "reference")

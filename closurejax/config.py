@@ -55,7 +55,8 @@ Fields:
     (VP), parameterization ("score_over_sigma": the papers' output/σ(t); "edm"), sigma_data
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
     which their t_max assumes), t_sampling ("sampler_range": train on the sampler's
-    [t_min, t_max]; "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
+    [t_min, t_max] uniformly in t; "sampler_range_log_sigma": the same window, log σ(t) uniform;
+    "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
   sampler: `closurejax.diffusion.samplers.SamplerConfig` fields (the defaults are its defaults
     but t_min / t_max) — name ("euler_maruyama" | "predictor_corrector" | "heun_ode" |
     "dpm_solver"), num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), schedule of

@@ -54,13 +54,15 @@ class ClosureModel(fields.FieldModel):
       sde: forward SDE.
       parameterization: "score_over_sigma" (papers) or "edm".
       sigma_data: EDM's data std (in the units the diffusion runs in).
-      train_times: (t_min, t_max) of the uniform training-time distribution.
+      train_times: (t_min, t_max) of the training-time distribution.
+      train_time_spacing: "uniform" (t ~ U[t_min, t_max]) or "log_sigma" (log σ(t) uniform).
     """
 
     sde: Any
     parameterization: str
     sigma_data: float
     train_times: tuple[float, float]
+    train_time_spacing: str = "uniform"
 
     kind: ClassVar[str] = "score"
 
@@ -125,7 +127,8 @@ class ClosureModel(fields.FieldModel):
         target = self.normalise("target", batch["target"])
         features = self._encode(params, {n: batch[n] for n in self.condition_names}, fold=False)
         score = self._score_fn(params, features, fold=False)
-        value = losses.dsm_loss(key, target, score, self.sde, losses.uniform_t(*self.train_times))
+        times = losses.sampler_range_t(self.sde, *self.train_times, spacing=self.train_time_spacing)
+        value = losses.dsm_loss(key, target, score, self.sde, times)
         return value, {}
 
 
@@ -200,19 +203,28 @@ def sampler_identity(sampler: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+T_SAMPLINGS = ("sampler_range", "sampler_range_log_sigma", "paper")
+"""Values of `diffusion.t_sampling` (`train_times_from_config`)."""
+
+
 def train_times_from_config(
     diffusion: Mapping[str, Any], sampler: Mapping[str, Any]
 ) -> tuple[float, float]:
-    """(t_min, t_max) of the uniform training times: the sampler's window ("sampler_range") or
-    paper A's U[t_min_train, t_max_train] ("paper"), per `diffusion.t_sampling`."""
+    """(t_min, t_max) of the training times: the sampler's window ("sampler_range",
+    "sampler_range_log_sigma") or paper A's U[t_min_train, t_max_train] ("paper"), per
+    `diffusion.t_sampling`."""
     t_sampling = diffusion["t_sampling"]
-    if t_sampling == "sampler_range":
-        return float(sampler["t_min"]), float(sampler["t_max"])
+    if t_sampling not in T_SAMPLINGS:
+        raise invalid("diffusion", "t_sampling", t_sampling, str(T_SAMPLINGS))
     if t_sampling == "paper":
         return float(diffusion["t_min_train"]), float(diffusion["t_max_train"])
-    raise ValueError(
-        f"diffusion.t_sampling={t_sampling!r} is invalid; allowed: ('sampler_range', 'paper')"
-    )
+    return float(sampler["t_min"]), float(sampler["t_max"])
+
+
+def train_time_spacing_from_config(diffusion: Mapping[str, Any]) -> str:
+    """How training times fill their window: "log_sigma" (log σ(t) uniform) for
+    `t_sampling = "sampler_range_log_sigma"`, else "uniform" in t."""
+    return "log_sigma" if diffusion["t_sampling"] == "sampler_range_log_sigma" else "uniform"
 
 
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
@@ -237,5 +249,6 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
         stats=fields.with_previous_target(stats),
         normalize_target=bool(diffusion.get("normalize_target", False)),
         train_times=train_times_from_config(diffusion, sampler),
+        train_time_spacing=train_time_spacing_from_config(diffusion),
         batch_chunk=chunking.check_chunk(model.get("batch_chunk", "auto"), "model.batch_chunk"),
     )

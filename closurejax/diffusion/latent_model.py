@@ -198,7 +198,8 @@ class LatentDiffusionModel:
         parameterization: ``"score_over_sigma"`` (papers) or ``"edm"``
             (`closurejax.diffusion.losses.make_score_fn`).
         sigma_data: EDM's data std (latent units).
-        train_times: ``(t_min, t_max)`` of the uniform training-time distribution.
+        train_times: ``(t_min, t_max)`` of the training-time distribution.
+        train_time_spacing: ``"uniform"`` in ``t`` or ``"log_sigma"`` (log σ(t) uniform).
         kl_eps: ``eps`` inside the log of the KL penalty (`latent.batch_kl`).
         batch_chunk: samples per autoencoder slice (`closurejax.models.chunking`).
         dsm_target_grad: paper B (``True``): the joint loss's DSM term trains the target encoder;
@@ -217,6 +218,7 @@ class LatentDiffusionModel:
     parameterization: str = "score_over_sigma"
     sigma_data: float = 1.0
     train_times: tuple[float, float] = (1e-3, 0.4)
+    train_time_spacing: str = "uniform"
     kl_eps: float = 1e-8
     batch_chunk: chunking.ChunkSetting = "auto"
     dsm_target_grad: bool = True
@@ -514,7 +516,7 @@ class LatentDiffusionModel:
         return {n: self.normalise(n, batch[n]) for n in FIELDS}
 
     def _t_sampler(self) -> losses.TSampler:
-        return losses.uniform_t(*self.train_times)
+        return losses.sampler_range_t(self.sde, *self.train_times, spacing=self.train_time_spacing)
 
     def loss(
         self, params: Mapping[str, Any], batch: Mapping[str, Array], key: Array
@@ -733,6 +735,7 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         parameterization=diffusion["parameterization"],
         sigma_data=float(diffusion["sigma_data"]),
         train_times=train_times,
+        train_time_spacing=conditional.train_time_spacing_from_config(diffusion),
         kl_eps=float(section["kl_eps"]),
         batch_chunk=model_section.get("batch_chunk", "auto"),
         dsm_target_grad=dsm_target_grad,

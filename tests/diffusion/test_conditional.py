@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from closurejax.diffusion import conditional, kinds
+from closurejax.diffusion import conditional, kinds, losses
 from closurejax.models import chunking
 from experiments.configs.demo import get_config
 from tests.arrays import assert_close, random_params
@@ -67,3 +67,36 @@ def test_auto_follows_the_cache_rule_and_bad_settings_are_refused():
     with pytest.raises(ValueError, match=r"model.batch_chunk='some' is invalid"):
         dataclasses.replace(model, batch_chunk="some")
     assert not hasattr(tiny("regression"), "forward")  # the baseline has no score network
+
+
+def test_log_sigma_training_times_fill_the_sampler_window_in_log_noise_level():
+    """t_sampling="sampler_range_log_sigma": the loss draws its times log-uniformly in σ(t) over
+    the sampler's window (the loss of `losses.log_sigma_t`, not of uniform t); an unknown value
+    is refused in one line naming the allowed."""
+
+    def model(t_sampling: str, kind: str = "score") -> kinds.Model:
+        config = get_config().to_dict()
+        config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
+        config["diffusion"]["t_sampling"] = t_sampling
+        if kind == "latent":
+            config["model"]["conditions"] = ("omega",)
+        config["sampler"].update(t_min=1e-5, t_max=0.1)
+        return kinds.from_config(config, STATS)
+
+    logs, uniform = model("sampler_range_log_sigma"), model("sampler_range")
+    assert logs.train_times == uniform.train_times == (1e-5, 0.1)
+    assert (logs.train_time_spacing, uniform.train_time_spacing) == ("log_sigma", "uniform")
+    params = random_params(logs, N)
+    batch, key = fields(3), jax.random.PRNGKey(4)
+    cond = {n: batch[n] for n in logs.condition_names}
+    score = logs._score_fn(params, logs._encode(params, cond, fold=False), fold=False)
+    times = losses.log_sigma_t(1e-5, 0.1, logs.sde)
+    expected = losses.dsm_loss(key, batch["target"], score, logs.sde, times)
+    assert_close(logs.loss(params, batch, key)[0], expected, 1e-5)
+    in_t = losses.dsm_loss(key, batch["target"], score, logs.sde, losses.uniform_t(1e-5, 0.1))
+    assert_close(uniform.loss(params, batch, key)[0], in_t, 1e-5)
+    assert abs(float(in_t) / float(expected) - 1) > 1e-3  # the two laws give different losses
+    latent = model("sampler_range_log_sigma", "latent")
+    assert latent.train_time_spacing == "log_sigma" and latent.train_times == (1e-5, 0.1)
+    with pytest.raises(ValueError, match=r"^diffusion.t_sampling='log' is invalid; allowed: "):
+        model("log")

@@ -203,8 +203,23 @@ def sampler_identity(sampler: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-T_SAMPLINGS = ("sampler_range", "sampler_range_log_sigma", "paper")
+_TIME_SPACINGS = {
+    "sampler_range": "uniform",
+    "sampler_range_log_sigma": "log_sigma",
+    "paper": "uniform",
+}
+"""`diffusion.t_sampling` -> how its training times fill their window (`losses.sampler_range_t`)."""
+
+T_SAMPLINGS = tuple(_TIME_SPACINGS)
 """Values of `diffusion.t_sampling` (`train_times_from_config`)."""
+
+
+def _t_sampling(diffusion: Mapping[str, Any]) -> str:
+    """`diffusion.t_sampling`, or a one-line error naming the allowed values."""
+    t_sampling = diffusion["t_sampling"]
+    if t_sampling not in T_SAMPLINGS:
+        raise invalid("diffusion", "t_sampling", t_sampling, str(T_SAMPLINGS))
+    return t_sampling
 
 
 def train_times_from_config(
@@ -213,10 +228,7 @@ def train_times_from_config(
     """(t_min, t_max) of the training times: the sampler's window ("sampler_range",
     "sampler_range_log_sigma") or paper A's U[t_min_train, t_max_train] ("paper"), per
     `diffusion.t_sampling`."""
-    t_sampling = diffusion["t_sampling"]
-    if t_sampling not in T_SAMPLINGS:
-        raise invalid("diffusion", "t_sampling", t_sampling, str(T_SAMPLINGS))
-    if t_sampling == "paper":
+    if _t_sampling(diffusion) == "paper":
         return float(diffusion["t_min_train"]), float(diffusion["t_max_train"])
     return float(sampler["t_min"]), float(sampler["t_max"])
 
@@ -224,7 +236,7 @@ def train_times_from_config(
 def train_time_spacing_from_config(diffusion: Mapping[str, Any]) -> str:
     """How training times fill their window: "log_sigma" (log σ(t) uniform) for
     `t_sampling = "sampler_range_log_sigma"`, else "uniform" in t."""
-    return "log_sigma" if diffusion["t_sampling"] == "sampler_range_log_sigma" else "uniform"
+    return _TIME_SPACINGS[_t_sampling(diffusion)]
 
 
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:

@@ -56,7 +56,9 @@ Fields:
     (EDM), normalize_target (diffuse the standardised target; the papers use physical units,
     which their t_max assumes), t_sampling ("sampler_range": train on the sampler's
     [t_min, t_max] uniformly in t; "sampler_range_log_sigma": the same window, log σ(t) uniform;
-    "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A).
+    "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A), noise_input (what the
+    score network's Gaussian Fourier noise embedding receives: "t", the papers; "c_noise",
+    EDM's ¼ ln σ(t), which spreads small noise levels apart).
   sampler: `closurejax.diffusion.samplers.SamplerConfig` fields (the defaults are its defaults
     but t_min / t_max) — name ("euler_maruyama" | "predictor_corrector" | "heun_ode" |
     "dpm_solver"), num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), schedule of
@@ -200,6 +202,7 @@ def base_config() -> ml_collections.ConfigDict:
             sigma_data=1.0,
             normalize_target=False,
             t_sampling="sampler_range",
+            noise_input="t",
             t_min_train=2e-5,
             t_max_train=2.0,
         )

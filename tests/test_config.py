@@ -12,6 +12,8 @@ import pytest
 from closurejax.config import base_config
 from closurejax.diffusion import conditional
 from closurejax.diffusion.samplers import SamplerConfig
+from closurejax.evaluation import study
+from closurejax.training import budget
 
 # a valid value other than base_config()'s for every SamplerConfig field
 NON_DEFAULT = {
@@ -88,3 +90,23 @@ def test_sampler_cache_identity_keeps_results_made_before_the_later_fields():
         assert changed == {**earlier, name: NON_DEFAULT[name]}
     changed = conditional.sampler_identity({**section, "time_variable": "sde_time"})
     assert changed["time_variable"] == "sde_time"
+
+
+def test_diffusion_cache_identity_keeps_results_made_before_noise_input(tmp_path):
+    """A result cached before `diffusion.noise_input` was a field (made with the network fed t)
+    keeps its key at noise_input="t"; "c_noise" is a new key, in the offline table's, the online
+    sources' (through this function) and the training budget's keys."""
+    section = base_config().diffusion.to_dict()
+    earlier = {k: v for k, v in section.items() if k != "noise_input"}
+    assert section["noise_input"] == "t"
+    assert conditional.diffusion_identity(section) == earlier
+    assert conditional.diffusion_identity(earlier) == earlier
+    changed = conditional.diffusion_identity({**section, "noise_input": "c_noise"})
+    assert changed == {**earlier, "noise_input": "c_noise"}
+    config = base_config().to_dict()
+    before = {**config, "diffusion": earlier}
+    assert budget.plan_key(config, 60.0) == budget.plan_key(before, 60.0)
+    other = {**config, "diffusion": {**section, "noise_input": "c_noise"}}
+    assert budget.plan_key(other, 60.0) != budget.plan_key(config, 60.0)
+    offline = [study._offline_key(c, tmp_path) for c in (config, before, other)]  # no models yet
+    assert offline[0] == offline[1] != offline[2]

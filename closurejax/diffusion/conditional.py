@@ -56,6 +56,8 @@ class ClosureModel(fields.FieldModel):
       sigma_data: EDM's data std (in the units the diffusion runs in).
       train_times: (t_min, t_max) of the training-time distribution.
       train_time_spacing: "uniform" (t ~ U[t_min, t_max]) or "log_sigma" (log σ(t) uniform).
+      noise_input: what the network's noise embedding receives, "t" (papers) or "c_noise"
+        (EDM's ¼ ln σ(t); `losses.make_score_fn`).
     """
 
     sde: Any
@@ -63,6 +65,7 @@ class ClosureModel(fields.FieldModel):
     sigma_data: float
     train_times: tuple[float, float]
     train_time_spacing: str = "uniform"
+    noise_input: str = "t"
 
     kind: ClassVar[str] = "score"
 
@@ -96,7 +99,9 @@ class ClosureModel(fields.FieldModel):
             tau = jnp.broadcast_to(tau, x.shape[:1])
             return self._map(denoise, params, x, tau, features, fold=fold)
 
-        return losses.make_score_fn(net, self.sde, self.parameterization, self.sigma_data)
+        return losses.make_score_fn(
+            net, self.sde, self.parameterization, self.sigma_data, self.noise_input
+        )
 
     def forward(
         self, params: Any, x_t: jax.Array, t: jax.Array, cond: Mapping[str, jax.Array]
@@ -203,6 +208,22 @@ def sampler_identity(sampler: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_LATER_DIFFUSION_FIELDS = {"noise_input": "t"}
+"""Fields added to the `diffusion` section after results were cached, with the value every
+earlier result was made with (`diffusion_identity`)."""
+
+
+def diffusion_identity(diffusion: Mapping[str, Any]) -> dict[str, Any]:
+    """The `diffusion` section as a cache key: every field, except that a field of
+    `_LATER_DIFFUSION_FIELDS` is left out while it holds the value results were made with before
+    it was a field — so those results stay valid — and any other value of it is a new key."""
+    out = dict(diffusion)
+    for name, before in _LATER_DIFFUSION_FIELDS.items():
+        if name in out and out[name] == before:
+            del out[name]
+    return out
+
+
 _TIME_SPACINGS = {
     "sampler_range": "uniform",
     "sampler_range_log_sigma": "log_sigma",
@@ -239,6 +260,15 @@ def train_time_spacing_from_config(diffusion: Mapping[str, Any]) -> str:
     return _TIME_SPACINGS[_t_sampling(diffusion)]
 
 
+def noise_input_from_config(diffusion: Mapping[str, Any]) -> str:
+    """`diffusion.noise_input` ("t" when absent: configs saved before it was a field), or a
+    one-line error naming the allowed values (`losses.NOISE_INPUTS`)."""
+    noise_input = diffusion.get("noise_input", "t")
+    if noise_input not in losses.NOISE_INPUTS:
+        raise invalid("diffusion", "noise_input", noise_input, str(losses.NOISE_INPUTS))
+    return noise_input
+
+
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
     """The P-CDM of a study config (sections model, diffusion, sampler) and data stats
     (`closurejax.diffusion.kinds.from_config` builds a model of any kind)."""
@@ -262,5 +292,6 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
         normalize_target=bool(diffusion.get("normalize_target", False)),
         train_times=train_times_from_config(diffusion, sampler),
         train_time_spacing=train_time_spacing_from_config(diffusion),
+        noise_input=noise_input_from_config(diffusion),
         batch_chunk=chunking.check_chunk(model.get("batch_chunk", "auto"), "model.batch_chunk"),
     )

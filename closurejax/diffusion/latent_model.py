@@ -200,6 +200,8 @@ class LatentDiffusionModel:
         sigma_data: EDM's data std (latent units).
         train_times: ``(t_min, t_max)`` of the training-time distribution.
         train_time_spacing: ``"uniform"`` in ``t`` or ``"log_sigma"`` (log σ(t) uniform).
+        noise_input: the latent FNO's noise input, ``"t"`` (papers) or ``"c_noise"`` (EDM's
+            ¼ ln σ(t); `closurejax.diffusion.losses.make_score_fn`).
         kl_eps: ``eps`` inside the log of the KL penalty (`latent.batch_kl`).
         batch_chunk: samples per autoencoder slice (`closurejax.models.chunking`).
         dsm_target_grad: paper B (``True``): the joint loss's DSM term trains the target encoder;
@@ -219,6 +221,7 @@ class LatentDiffusionModel:
     sigma_data: float = 1.0
     train_times: tuple[float, float] = (1e-3, 0.4)
     train_time_spacing: str = "uniform"
+    noise_input: str = "t"
     kl_eps: float = 1e-8
     batch_chunk: chunking.ChunkSetting = "auto"
     dsm_target_grad: bool = True
@@ -454,7 +457,9 @@ class LatentDiffusionModel:
         def apply(z: Array, tau: Array) -> Array:
             return net.apply(score_params, z, tau, features, method=net.denoise)
 
-        return losses.make_score_fn(apply, self.sde, self.parameterization, self.sigma_data)
+        return losses.make_score_fn(
+            apply, self.sde, self.parameterization, self.sigma_data, self.noise_input
+        )
 
     def _latent_score(self, score_params: Any) -> latent.LatentScoreFn:
         """``(z_t, t, z_omega) -> score`` (encodes the condition at each call: for the loss)."""
@@ -736,6 +741,7 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         sigma_data=float(diffusion["sigma_data"]),
         train_times=train_times,
         train_time_spacing=conditional.train_time_spacing_from_config(diffusion),
+        noise_input=conditional.noise_input_from_config(diffusion),
         kl_eps=float(section["kl_eps"]),
         batch_chunk=model_section.get("batch_chunk", "auto"),
         dsm_target_grad=dsm_target_grad,

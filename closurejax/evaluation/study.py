@@ -137,7 +137,8 @@ def _offline_key(config: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     """What determines the offline table: config sections and both models' parameters."""
     key: dict[str, Any] = {
         "data": generate.dataset_config(config),
-        **{s: config[s] for s in ("model", "diffusion", "evaluation", "seed")},
+        **{s: config[s] for s in ("model", "evaluation", "seed")},
+        "diffusion": conditional.diffusion_identity(config["diffusion"]),
         "sampler": conditional.sampler_identity(config["sampler"]),
     }
     use_ema = bool(config["evaluation"]["use_ema"])

@@ -228,7 +228,8 @@ def source_key(
     key: dict[str, Any] = {"source": name, "model": study["model"]}
     if kinds.get(kind).samples:
         key.update(
-            diffusion=study["diffusion"], sampler=conditional.sampler_identity(study["sampler"])
+            diffusion=conditional.diffusion_identity(study["diffusion"]),
+            sampler=conditional.sampler_identity(study["sampler"]),
         )
     for section in kinds.get(kind).sections:
         key[section] = study[section]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from closurejax import atomic
-from closurejax.diffusion import latent_model
+from closurejax.diffusion import conditional, latent_model
 from closurejax.keys import digest
 from closurejax.training import trainer as trainer_lib
 
@@ -83,13 +83,16 @@ def steps_for(seconds: float, step_seconds: float) -> int:
 
 def plan_key(config: Mapping[str, Any], seconds: float, omit: tuple[str, ...] = ()) -> str:
     """What a plan depends on: `config` less its run-length fields (`RUN_LENGTH`), its `name`
-    and the sections named in `omit`, and the budget `seconds` (SHA-256, `closurejax.keys`)."""
+    and the sections named in `omit`, and the budget `seconds` (SHA-256, `closurejax.keys`); the
+    diffusion section as `conditional.diffusion_identity` keys it."""
     config = json.loads(json.dumps(config))
     for section, fields in RUN_LENGTH.items():
         for field in fields:
             config.get(section, {}).pop(field, None)
     for section in ("name", *omit):
         config.pop(section, None)
+    if "diffusion" in config:
+        config["diffusion"] = conditional.diffusion_identity(config["diffusion"])
     return digest({"model": config, "train_seconds": seconds})
 
 

@@ -100,3 +100,53 @@ def test_log_sigma_training_times_fill_the_sampler_window_in_log_noise_level():
     assert latent.train_time_spacing == "log_sigma" and latent.train_times == (1e-5, 0.1)
     with pytest.raises(ValueError, match=r"^diffusion.t_sampling='log' is invalid; allowed: "):
         model("log")
+
+
+def test_c_noise_noise_input_feeds_the_network_a_quarter_log_sigma():
+    """diffusion.noise_input="c_noise": the score network's noise input is ¼ ln σ(t) (EDM), not t,
+    for the P-CDM and the L-CDM; "t" stays the default; an unknown value is refused in one line."""
+
+    def config(noise_input: str | None, kind: str = "score") -> dict:
+        config = get_config().to_dict()
+        config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
+        config["diffusion"].update(parameterization="edm", sigma_data=0.5)
+        if noise_input is None:
+            del config["diffusion"]["noise_input"]  # a config saved before it was a field
+        else:
+            config["diffusion"]["noise_input"] = noise_input
+        if kind == "latent":
+            config["model"]["conditions"] = ("omega",)
+        return config
+
+    log_input, t_input = (kinds.from_config(config(v), STATS) for v in ("c_noise", "t"))
+    assert kinds.from_config(config(None), STATS).noise_input == "t" == t_input.noise_input
+    params = random_params(log_input, N)
+    batch = fields(5)
+    features = log_input.encode(params, {n: batch[n] for n in log_input.condition_names})
+    x, t = batch["target"], jnp.linspace(1e-3, 0.1, B)
+    denoise = log_input.network.apply
+
+    def net(x: jax.Array, tau: jax.Array) -> jax.Array:
+        return denoise(params, x, tau, features, method=log_input.network.denoise)
+
+    sde = log_input.sde
+    for model, expected in ((log_input, "c_noise"), (t_input, "t")):
+        wanted = losses.make_score_fn(net, sde, "edm", 0.5, expected)(x, t)
+        assert_close(model.score_fn(params, features)(x, t), wanted, 1e-5)
+    gap = log_input.score_fn(params, features)(x, t) - t_input.score_fn(params, features)(x, t)
+    assert float(jnp.max(jnp.abs(gap))) > 1e-3  # the two inputs give different scores
+    latent = kinds.from_config(config("c_noise", "latent"), STATS)
+    score_params = latent.init_score(jax.random.PRNGKey(6), 32)  # an 8² latent grid
+    z = jax.random.normal(jax.random.PRNGKey(7), (B, 8, 8))
+    z_features = latent.condition_features(score_params, z)
+    net = latent.score_network
+
+    def latent_net(z: jax.Array, tau: jax.Array) -> jax.Array:
+        return net.apply(score_params, z, tau, z_features, method=net.denoise)
+
+    wanted = losses.make_score_fn(latent_net, latent.sde, "edm", 0.5, "c_noise")(z, t)
+    assert_close(latent.score_fn(score_params, z_features)(z, t), wanted, 1e-5)
+    with pytest.raises(ValueError, match=r"^diffusion.noise_input='sigma' is invalid; allowed: "):
+        kinds.from_config(config("sigma"), STATS)
+    with pytest.raises(ValueError, match=r"^diffusion.noise_input='sigma' is invalid; allowed: "):
+        kinds.from_config(config("sigma", "latent"), STATS)

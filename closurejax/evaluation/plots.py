@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib import ticker as mpl_ticker
@@ -103,12 +104,32 @@ def curves(
     ylabel: str = "",
     title: str = "",
     logy: bool = False,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Line plot of named curves `{label: (x [T], y [T])}` (e.g. error against time)."""
+    """Line plot of named curves `{label: (x [T], y [T])}` (e.g. error against time).
+
+    `logy`: a log y axis, on which values ≤ 0 (e.g. a zero error at the start) are left out;
+    `styles`: matplotlib line settings per label (e.g. `{"a": {"color": "C0", "ls": "--"}}`).
+    """
+    save_figure(curves_figure(series, xlabel, ylabel, title, logy, styles), path)
+
+
+def curves_figure(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    xlabel: str = "t",
+    ylabel: str = "",
+    title: str = "",
+    logy: bool = False,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Figure:
+    """The figure `curves` writes (same arguments, no path)."""
     fig = _figure((5.0, 3.5))
     ax = fig.subplots()
     for label, (x, y) in series.items():
-        ax.plot(np.asarray(x, np.float64), np.asarray(y, np.float64), label=label)
+        y = np.asarray(y, np.float64)
+        if logy:
+            y = np.where(y > 0, y, np.nan)
+        ax.plot(np.asarray(x, np.float64), y, label=label, **dict((styles or {}).get(label, {})))
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -118,7 +139,7 @@ def curves(
     if series:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    return fig
 
 
 def field_grid(

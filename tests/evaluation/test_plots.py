@@ -13,6 +13,24 @@ from PIL import Image
 from closurejax.evaluation import plots
 
 
+def test_log_curves_leave_out_values_at_or_below_zero_and_take_line_styles() -> None:
+    """An error that starts at 0 (the online error at t0) on a log axis: that point is left out,
+    the rest drawn as given; `styles` sets each line's look."""
+    y = np.array([0.0, 1e-3, 2e-2, 0.5])
+    styles = {"b": {"color": "C3", "ls": "--"}}
+    fig = plots.curves_figure(
+        {"a": (np.arange(4), y), "b": (np.arange(4), -y)}, logy=True, styles=styles
+    )
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    a, b = ax.get_lines()
+    np.testing.assert_array_equal(a.get_ydata(), [np.nan, 1e-3, 2e-2, 0.5])
+    assert np.isnan(b.get_ydata()).all() and b.get_linestyle() == "--"
+    assert b.get_color() == "C3" and a.get_color() != "C3"
+    linear = plots.curves_figure({"a": (np.arange(4), y)}).axes[0]
+    assert linear.get_yscale() == "linear" and linear.get_lines()[0].get_ydata()[0] == 0.0
+
+
 def test_every_figure_is_written(tmp_path) -> None:
     x = np.random.default_rng(0).normal(size=(5, 16, 16))
     plots.field_panels({"a": x[0], "b": x[1]}, tmp_path / "panels.png")

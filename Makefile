@@ -3,6 +3,7 @@
 #   make install     .venv with the package and its test extras at the versions of constraints.txt
 #                    (redone when pyproject.toml or constraints.txt change; make constraints refreshes it)
 #   make test        lint, format check, fast tests            make test-slow   tests marked slow
+#                    (both on TEST_JOBS=auto workers: one per core; TEST_JOBS=1 runs them in one process)
 #   make test-colabs run colabs/*.ipynb headless on their quick configs (nbclient)
 #   make lint        ruff check + format check                 make format      ruff format + fix
 #   make demo        experiments/demo.py  (WORKDIR=workdirs/demo)
@@ -24,6 +25,8 @@ SRC := closurejax experiments tests
 WORKDIR ?= workdirs/demo
 BENCH_OUT ?= bench.json
 ONLY ?=
+TEST_JOBS ?= auto
+PYTEST_JOBS = $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 STUDY ?= paper_a_h_cpu
 # make reproduce: WORKDIR given on the command line, else workdirs/$(STUDY)
 STUDY_WORKDIR = $(if $(filter command line,$(origin WORKDIR)),$(WORKDIR),workdirs/$(STUDY))
@@ -54,12 +57,14 @@ format: $(STAMP)
 	$(RUFF) format $(SRC)
 	$(RUFF) check --fix $(SRC)
 
+# The tests run in parallel, one worker per core (TEST_JOBS=1: in this process), each test file
+# on one worker so that its module fixtures are built once.
 test: lint
-	$(VPY) -m pytest
+	$(VPY) -m pytest $(PYTEST_JOBS)
 
 # pytest exits with 5 when no test is collected: no slow tests yet is not a failure.
 test-slow: $(STAMP)
-	$(VPY) -m pytest -m slow || { rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests" || exit $$rc; }
+	$(VPY) -m pytest -m slow $(PYTEST_JOBS) || { rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests" || exit $$rc; }
 
 # The notebooks in colabs/, executed headless in a kernel of .venv's python on their quick
 # configs (tests/test_colabs.py, marker colab).

@@ -58,7 +58,10 @@ Fields:
     [t_min, t_max] uniformly in t; "sampler_range_log_sigma": the same window, log σ(t) uniform;
     "paper": U[t_min_train, t_max_train] = U[2e-5, 2] as in paper A), noise_input (what the
     score network's Gaussian Fourier noise embedding receives: "t", the papers; "c_noise",
-    EDM's ¼ ln σ(t), which spreads small noise levels apart).
+    EDM's ¼ ln σ(t), which spreads small noise levels apart), loss_weighting (of the denoising
+    score-matching loss: "sigma2", the papers' λ(t) = σ(t)²; "edm", Karras et al.'s, which weighs
+    a noise level σ by 1 + σ²/sigma_data² more and so trains the denoiser where it predicts the
+    conditional mean; closurejax.diffusion.losses.named_weighting).
   sampler: `closurejax.diffusion.samplers.SamplerConfig` fields (the defaults are its defaults
     but t_min / t_max) — name ("euler_maruyama" | "predictor_corrector" | "heun_ode" |
     "dpm_solver"), num_steps (10), t_min (1e-3), t_max (0.1 paper A, 0.4 paper B), schedule of
@@ -203,6 +206,7 @@ def base_config() -> ml_collections.ConfigDict:
             normalize_target=False,
             t_sampling="sampler_range",
             noise_input="t",
+            loss_weighting="sigma2",
             t_min_train=2e-5,
             t_max_train=2.0,
         )

@@ -92,21 +92,29 @@ def test_sampler_cache_identity_keeps_results_made_before_the_later_fields():
     assert changed["time_variable"] == "sde_time"
 
 
-def test_diffusion_cache_identity_keeps_results_made_before_noise_input(tmp_path):
-    """A result cached before `diffusion.noise_input` was a field (made with the network fed t)
-    keeps its key at noise_input="t"; "c_noise" is a new key, in the offline table's, the online
-    sources' (through this function) and the training budget's keys."""
+@pytest.mark.parametrize(
+    "field, before, other", [("noise_input", "t", "c_noise"), ("loss_weighting", "sigma2", "edm")]
+)
+def test_diffusion_cache_identity_keeps_results_made_before_later_fields(
+    tmp_path, field, before, other
+):
+    """A result cached before a later `diffusion` field existed (`noise_input`: the network fed
+    t; `loss_weighting`: λ = σ²) keeps its key at the value it was made with; any other value is a
+    new key, in the offline table's, the online sources' (through this function) and the training
+    budget's keys."""
     section = base_config().diffusion.to_dict()
-    earlier = {k: v for k, v in section.items() if k != "noise_input"}
-    assert section["noise_input"] == "t"
-    assert conditional.diffusion_identity(section) == earlier
-    assert conditional.diffusion_identity(earlier) == earlier
-    changed = conditional.diffusion_identity({**section, "noise_input": "c_noise"})
-    assert changed == {**earlier, "noise_input": "c_noise"}
+    earlier = {k: v for k, v in section.items() if k != field}
+    assert section[field] == before
+    assert conditional.diffusion_identity(section) == {
+        k: v for k, v in earlier.items() if k not in ("noise_input", "loss_weighting")
+    }
+    assert conditional.diffusion_identity(earlier) == conditional.diffusion_identity(section)
+    changed = conditional.diffusion_identity({**section, field: other})
+    assert changed == {**conditional.diffusion_identity(section), field: other}
     config = base_config().to_dict()
-    before = {**config, "diffusion": earlier}
-    assert budget.plan_key(config, 60.0) == budget.plan_key(before, 60.0)
-    other = {**config, "diffusion": {**section, "noise_input": "c_noise"}}
-    assert budget.plan_key(other, 60.0) != budget.plan_key(config, 60.0)
-    offline = [study._offline_key(c, tmp_path) for c in (config, before, other)]  # no models yet
+    old = {**config, "diffusion": earlier}
+    assert budget.plan_key(config, 60.0) == budget.plan_key(old, 60.0)
+    new = {**config, "diffusion": {**section, field: other}}
+    assert budget.plan_key(new, 60.0) != budget.plan_key(config, 60.0)
+    offline = [study._offline_key(c, tmp_path) for c in (config, old, new)]  # no models yet
     assert offline[0] == offline[1] != offline[2]

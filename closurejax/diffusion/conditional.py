@@ -58,6 +58,8 @@ class ClosureModel(fields.FieldModel):
       train_time_spacing: "uniform" (t ~ U[t_min, t_max]) or "log_sigma" (log σ(t) uniform).
       noise_input: what the network's noise embedding receives, "t" (papers) or "c_noise"
         (EDM's ¼ ln σ(t); `losses.make_score_fn`).
+      loss_weighting: the denoising score-matching weighting, "sigma2" (papers, λ(t) = σ(t)²) or
+        "edm" (Karras et al.'s, `losses.named_weighting`).
     """
 
     sde: Any
@@ -66,6 +68,7 @@ class ClosureModel(fields.FieldModel):
     train_times: tuple[float, float]
     train_time_spacing: str = "uniform"
     noise_input: str = "t"
+    loss_weighting: str = "sigma2"
 
     kind: ClassVar[str] = "score"
 
@@ -127,13 +130,14 @@ class ClosureModel(fields.FieldModel):
     def loss(
         self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Denoising score matching, λ(t) = σ(t)², of a batch of PHYSICAL fields (conditions and
-        "target")."""
+        """Denoising score matching (λ(t) = σ(t)² or EDM's, `loss_weighting`) of a batch of
+        PHYSICAL fields (conditions and "target")."""
         target = self.normalise("target", batch["target"])
         features = self._encode(params, {n: batch[n] for n in self.condition_names}, fold=False)
         score = self._score_fn(params, features, fold=False)
         times = losses.sampler_range_t(self.sde, *self.train_times, spacing=self.train_time_spacing)
-        value = losses.dsm_loss(key, target, score, self.sde, times)
+        weighting = losses.named_weighting(self.loss_weighting, self.sde, self.sigma_data)
+        value = losses.dsm_loss(key, target, score, self.sde, times, weighting)
         return value, {}
 
 
@@ -208,7 +212,7 @@ def sampler_identity(sampler: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_LATER_DIFFUSION_FIELDS = {"noise_input": "t"}
+_LATER_DIFFUSION_FIELDS = {"noise_input": "t", "loss_weighting": "sigma2"}
 """Fields added to the `diffusion` section after results were cached, with the value every
 earlier result was made with (`diffusion_identity`)."""
 
@@ -269,6 +273,15 @@ def noise_input_from_config(diffusion: Mapping[str, Any]) -> str:
     return noise_input
 
 
+def loss_weighting_from_config(diffusion: Mapping[str, Any]) -> str:
+    """`diffusion.loss_weighting` ("sigma2" when absent: configs saved before it was a field), or
+    a one-line error naming the allowed values (`losses.LOSS_WEIGHTINGS`)."""
+    weighting = diffusion.get("loss_weighting", "sigma2")
+    if weighting not in losses.LOSS_WEIGHTINGS:
+        raise invalid("diffusion", "loss_weighting", weighting, str(losses.LOSS_WEIGHTINGS))
+    return weighting
+
+
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
     """The P-CDM of a study config (sections model, diffusion, sampler) and data stats
     (`closurejax.diffusion.kinds.from_config` builds a model of any kind)."""
@@ -293,5 +306,6 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:
         train_times=train_times_from_config(diffusion, sampler),
         train_time_spacing=train_time_spacing_from_config(diffusion),
         noise_input=noise_input_from_config(diffusion),
+        loss_weighting=loss_weighting_from_config(diffusion),
         batch_chunk=chunking.check_chunk(model.get("batch_chunk", "auto"), "model.batch_chunk"),
     )

@@ -224,6 +224,7 @@ def joint_latent_loss(
     kl_eps: float = 1e-8,
     dsm_target_grad: bool = True,
     kl_reduction: str = "mean",
+    dsm_weighting: str | Callable[[Array], Array] = "sigma2",
 ) -> tuple[Array, dict[str, Array]]:
     """Paper B's joint autoencoder + latent-score loss (module docstring), differentiable in all
     five functions' parameters (gradients of the DSM term flow through ``z_H`` and ``z_omega``).
@@ -242,6 +243,7 @@ def joint_latent_loss(
         target_name, condition_name: keys of ``batch``.
         kl_eps: ``eps`` of ``batch_kl``.
         kl_reduction: ``reduction`` of ``batch_kl`` (`KL_REDUCTIONS`; module docstring, collapse).
+        dsm_weighting: ``weighting`` of the DSM term (``losses.dsm_loss``; paper B: ``"sigma2"``).
         dsm_target_grad: paper B (``True``): the DSM term is differentiated through ``z_H`` into
             the target encoder. ``False``: ``z_H`` enters the DSM term under ``stop_gradient``,
             so only the reconstruction and KL terms shape the target latent (the DSM term still
@@ -294,6 +296,7 @@ def joint_latent_loss(
             score_fn,
             sde,
             t_sampler,
+            dsm_weighting,
         ),
         "kl": batch_kl(z_target, kl_eps, kl_reduction),
     }

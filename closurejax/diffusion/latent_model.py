@@ -87,7 +87,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -202,6 +202,8 @@ class LatentDiffusionModel:
         train_time_spacing: ``"uniform"`` in ``t`` or ``"log_sigma"`` (log σ(t) uniform).
         noise_input: the latent FNO's noise input, ``"t"`` (papers) or ``"c_noise"`` (EDM's
             ¼ ln σ(t); `closurejax.diffusion.losses.make_score_fn`).
+        loss_weighting: the DSM term's weighting, ``"sigma2"`` (papers) or ``"edm"``
+            (`closurejax.diffusion.losses.named_weighting`, with ``sigma_data`` in latent units).
         kl_eps: ``eps`` inside the log of the KL penalty (`latent.batch_kl`).
         batch_chunk: samples per autoencoder slice (`closurejax.models.chunking`).
         dsm_target_grad: paper B (``True``): the joint loss's DSM term trains the target encoder;
@@ -222,6 +224,7 @@ class LatentDiffusionModel:
     train_times: tuple[float, float] = (1e-3, 0.4)
     train_time_spacing: str = "uniform"
     noise_input: str = "t"
+    loss_weighting: str = "sigma2"
     kl_eps: float = 1e-8
     batch_chunk: chunking.ChunkSetting = "auto"
     dsm_target_grad: bool = True
@@ -520,6 +523,9 @@ class LatentDiffusionModel:
             )
         return {n: self.normalise(n, batch[n]) for n in FIELDS}
 
+    def _dsm_weighting(self) -> str | Callable[[Array], Array]:
+        return losses.named_weighting(self.loss_weighting, self.sde, self.sigma_data)
+
     def _t_sampler(self) -> losses.TSampler:
         return losses.sampler_range_t(self.sde, *self.train_times, spacing=self.train_time_spacing)
 
@@ -555,6 +561,7 @@ class LatentDiffusionModel:
             kl_eps=self.kl_eps,
             dsm_target_grad=self.dsm_target_grad,
             kl_reduction=self.kl_reduction,
+            dsm_weighting=self._dsm_weighting(),
         )
         return loss, {**aux, "latent_std": latent.latent_std(latents["target"])}
 
@@ -607,7 +614,12 @@ class LatentDiffusionModel:
             )
         features = self.condition_features(score_params, z_omega)
         value = losses.dsm_loss(
-            key, z_target, self.score_fn(score_params, features), self.sde, self._t_sampler()
+            key,
+            z_target,
+            self.score_fn(score_params, features),
+            self.sde,
+            self._t_sampler(),
+            self._dsm_weighting(),
         )
         return value, {"latent_std": latent.latent_std(z_target)}
 
@@ -742,6 +754,7 @@ def from_config(config: Mapping[str, Any], stats: Stats) -> LatentDiffusionModel
         train_times=train_times,
         train_time_spacing=conditional.train_time_spacing_from_config(diffusion),
         noise_input=conditional.noise_input_from_config(diffusion),
+        loss_weighting=conditional.loss_weighting_from_config(diffusion),
         kl_eps=float(section["kl_eps"]),
         batch_chunk=model_section.get("batch_chunk", "auto"),
         dsm_target_grad=dsm_target_grad,

@@ -59,12 +59,14 @@ __all__ = [
     "NOISE_INPUTS",
     "PAPER_A_TRAIN_T_RANGE",
     "PARAMETERIZATIONS",
+    "LOSS_WEIGHTINGS",
     "WEIGHTINGS",
     "dsm_loss",
     "edm_preconditioning",
     "edm_weighting",
     "log_sigma_t",
     "make_score_fn",
+    "named_weighting",
     "sampler_range_t",
     "uniform_t",
 ]
@@ -83,6 +85,8 @@ PAPER_A_TRAIN_T_RANGE: tuple[float, float] = (2e-5, 2.0)
 PARAMETERIZATIONS: tuple[str, ...] = ("score_over_sigma", "edm")
 NOISE_INPUTS: tuple[str, ...] = ("t", "c_noise")
 WEIGHTINGS: tuple[str, ...] = ("sigma2", "none")
+LOSS_WEIGHTINGS: tuple[str, ...] = ("sigma2", "edm")
+"""The weightings a config names (`diffusion.loss_weighting`; `named_weighting`)."""
 
 
 def _check_range(t_min: float, t_max: float, what: str) -> None:
@@ -161,6 +165,25 @@ def edm_weighting(sde: SDE, sigma_data: float) -> Callable[[Array], Array]:
         return sde.std(t) ** 2 * (s**2 + sigma_data**2) / sigma_data**2
 
     return weight
+
+
+def named_weighting(
+    name: str, sde: SDE, sigma_data: float
+) -> Literal["sigma2"] | Callable[[Array], Array]:
+    """The ``dsm_loss`` weighting a config names: ``"sigma2"`` (the papers' ``lambda = sigma^2``,
+    i.e. ``|D - x_0|^2 / s^2``: the error of the denoiser ``D`` relative to the noise) or ``"edm"``
+    (``edm_weighting``: ``|D - x_0|^2 (1 / s_d^2 + 1 / s^2)``, which with EDM preconditioning
+    gives the network's output the same unit weight at every noise level; Karras et al. 2022,
+    Sec. 5). Against ``"sigma2"``, ``"edm"`` weighs a noise level ``s`` by ``1 + s^2 / s_d^2``
+    more: where ``s >> s_d`` the denoiser must predict ``E[x_0 | condition]``, the mean of the
+    ensemble, which ``"sigma2"`` leaves almost unweighted."""
+    if name not in LOSS_WEIGHTINGS:
+        raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {name!r}")
+    if name == "sigma2":
+        return "sigma2"
+    if not (isinstance(sigma_data, numbers.Real) and sigma_data > 0):
+        raise ValueError(f"sigma_data must be a number > 0, got {sigma_data!r}")
+    return edm_weighting(sde, float(sigma_data))
 
 
 def make_score_fn(

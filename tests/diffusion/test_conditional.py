@@ -150,3 +150,58 @@ def test_c_noise_noise_input_feeds_the_network_a_quarter_log_sigma():
         kinds.from_config(config("sigma"), STATS)
     with pytest.raises(ValueError, match=r"^diffusion.noise_input='sigma' is invalid; allowed: "):
         kinds.from_config(config("sigma", "latent"), STATS)
+
+
+def test_edm_loss_weighting_weighs_the_denoiser_error_by_karras_lambda():
+    """diffusion.loss_weighting="edm": the P-CDM's loss is mean_b λ(s) Σ |D − x_0|² with
+    λ(s) = (s² + s_d²) / (s s_d)² (Karras et al. 2022) for the denoiser D = x_t + σ² score (VE),
+    recomputed here from the model's score; "sigma2" (the default, and a config saved before the
+    field) is Σ |D − x_0|² / s²; the L-CDM's latent DSM takes the same weighting; an unknown value
+    is refused in one line."""
+
+    def config(weighting: str | None, kind: str = "score") -> dict:
+        config = get_config().to_dict()
+        config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
+        config["diffusion"].update(parameterization="edm", sigma_data=0.3)
+        if weighting is None:
+            del config["diffusion"]["loss_weighting"]  # a config saved before it was a field
+        else:
+            config["diffusion"]["loss_weighting"] = weighting
+        if kind == "latent":
+            config["model"]["conditions"] = ("omega",)
+        return config
+
+    edm, sigma2 = (kinds.from_config(config(v), STATS) for v in ("edm", "sigma2"))
+    assert kinds.from_config(config(None), STATS).loss_weighting == "sigma2"
+    params = random_params(edm, N)
+    batch, key = fields(8), jax.random.PRNGKey(9)
+    x0 = edm.normalise("target", batch["target"])
+    features = edm.encode(params, {n: batch[n] for n in edm.condition_names})
+    t_key, z_key = jax.random.split(key)  # dsm_loss's split of its key
+    t = losses.sampler_range_t(edm.sde, *edm.train_times, spacing=edm.train_time_spacing)(t_key, B)
+    sigma = edm.sde.std(t)[:, None, None]
+    x_t = x0 + sigma * jax.random.normal(z_key, x0.shape)
+    denoised = x_t + sigma**2 * edm.score_fn(params, features)(x_t, t)
+    error2 = jnp.sum((denoised - x0) ** 2, axis=(1, 2))
+    s, sd = edm.sde.noise_level(t), 0.3
+    assert_close(edm.loss(params, batch, key)[0], jnp.mean((s**2 + sd**2) / (s * sd) ** 2 * error2))
+    assert_close(sigma2.loss(params, batch, key)[0], jnp.mean(error2 / s**2), 1e-5)
+
+    latent_edm, latent_sigma2 = (
+        kinds.from_config(config(v, "latent"), STATS) for v in ("edm", "sigma2")
+    )
+    score_params = latent_edm.init_score(jax.random.PRNGKey(6), 32)  # an 8² latent grid
+    z = jax.random.normal(jax.random.PRNGKey(7), (2, B, 8, 8))
+    latents = {"z_target": z[0], "z_omega": z[1]}
+    z_features = latent_edm.condition_features(score_params, z[1])
+    score = latent_edm.score_fn(score_params, z_features)
+    times = latent_edm._t_sampler()
+    for model, weighting in (
+        (latent_edm, losses.edm_weighting(latent_edm.sde, 0.3)),
+        (latent_sigma2, "sigma2"),
+    ):
+        wanted = losses.dsm_loss(key, z[0], score, model.sde, times, weighting)
+        assert_close(model.latent_loss(score_params, latents, key)[0], wanted, 1e-5)
+    for kind in ("score", "latent"):
+        with pytest.raises(ValueError, match=r"^diffusion.loss_weighting='karras' is invalid; "):
+            kinds.from_config(config("karras", kind), STATS)

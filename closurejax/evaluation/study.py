@@ -47,6 +47,7 @@ parameters — sampling and predicting closures needs no dataset and no training
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import shutil
 import time
@@ -119,10 +120,21 @@ class StageTimings:
         )
 
     def add(self, stage: str, seconds: float, completed: bool) -> None:
+        """Appends one run of `stage` to the file as it is now, under an exclusive lock: study
+        processes that run different stages in one workdir at the same time (e.g. the score model
+        and the regression baseline side by side) keep each other's entries."""
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         entry = {"seconds": seconds, "completed": completed, "at": now}
-        self.runs.setdefault(stage, []).append(entry)
-        atomic.write_json(self.path, self.runs)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.path.exists():
+                    self.runs = json.loads(self.path.read_text())
+                self.runs.setdefault(stage, []).append(entry)
+                atomic.write_json(self.path, self.runs)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def wall_seconds(self, stage: str) -> float | None:
         """Seconds spent on `stage` over all invocations (module docstring); None until one
@@ -242,7 +254,8 @@ def run_study(
             seconds = time.perf_counter() - start
             timings.add(stage, seconds, completed)
         log(f"study: {stage} done in {seconds:.0f} s")
-    summary = summarize(config, workdir, timings, fast_folder)
+    # read again: another process may have run stages of this workdir meanwhile
+    summary = summarize(config, workdir, StageTimings(timings.path), fast_folder)
     atomic.write_json(workdir / "study" / "summary.json", summary)
     return summary
 

@@ -86,6 +86,22 @@ def test_a_second_run_reuses_every_stage_and_keeps_the_times(finished) -> None:
     assert again["wall_seconds"]["train_score"] < 2 * summary["wall_seconds"]["train_score"]
 
 
+def test_two_study_processes_on_one_workdir_keep_each_others_stage_times(tmp_path) -> None:
+    """Stage logs opened before either wrote (two processes running different stages of one
+    workdir side by side): each add keeps what the other wrote in between."""
+    path = tmp_path / "study" / "timings.json"
+    score, regression = study_lib.StageTimings(path), study_lib.StageTimings(path)
+    regression.add("train_regression", 30.0, True)
+    score.add("train_score", 40.0, True)
+    regression.add("offline", 5.0, True)
+    again = study_lib.StageTimings(path)
+    assert [again.wall_seconds(s) for s in ("train_score", "train_regression", "offline")] == [
+        40.0,
+        30.0,
+        5.0,
+    ]
+
+
 def test_interrupted_stage_times_add_up_and_bad_requests_are_refused(tmp_path) -> None:
     t = study_lib.StageTimings(tmp_path / "timings.json")
     t.add("data", 5.0, False)  # killed

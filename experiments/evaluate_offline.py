@@ -9,6 +9,10 @@ trained, DIR/regression (the deterministic baseline); writes DIR/offline/metrics
 "latent"): the latent run beside the P-CDM of DIR/score, in DIR/offline_<run>. A progress bar
 counts the evaluations (model × resolution; `--no_progress` hides it). The logic is
 `closurejax.evaluation.offline_study.run_offline`.
+
+With `--denoiser_times=1e-3,1e-2,0.1` it measures instead the diffusion model's denoiser error at
+those times (`closurejax.evaluation.offline.evaluate_denoiser`: where the sampler's error comes
+from) and writes DIR/offline/denoiser.json.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from experiments import launch
 _CONFIG = launch.define_config()
 _WORKDIR = launch.define_workdir("Study folder (dataset, runs).")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
+_DENOISER_TIMES = flags.DEFINE_list(
+    "denoiser_times", None, "Only the denoiser error of DIR/score at these diffusion times."
+)
 
 
 def main(argv: list[str]) -> None:
@@ -35,6 +42,19 @@ def main(argv: list[str]) -> None:
     launch.quiet_library_logs()
     launch.one_line_warnings()
     workdir = Path(_WORKDIR.value).resolve()
+    if _DENOISER_TIMES.value:
+        try:
+            times = [float(t) for t in _DENOISER_TIMES.value]
+        except ValueError:
+            raise ValueError(
+                f"--denoiser_times={','.join(_DENOISER_TIMES.value)}: expected numbers"
+            ) from None
+        out = offline_study.run_denoiser(_CONFIG.value, workdir, times)
+        print("t        sigma    denoiser rel. error")
+        for t, sigma, err in zip(out["t"], out["sigma"], out["rel_error"], strict=True):
+            print(f"{t:<8.3g} {sigma:<8.3g} {err:.4f}")
+        print(f"written: {workdir / 'offline' / 'denoiser.json'}")
+        return
     results = offline_study.run_offline(
         _CONFIG.value, workdir, show_progress=not _NO_PROGRESS.value
     )

@@ -161,6 +161,15 @@ def test_evaluation_without_a_trained_model_is_refused_leaving_no_folder(tmp_pat
         "experiments/train.py first"
     )
     assert sorted(p.name for p in workdir.iterdir()) == ["dataset"]
+    line = refusal(
+        launch(tmp_path, "evaluate_offline", *args, "--denoiser_times=1e-3"), "evaluate_offline"
+    )
+    assert line.startswith(f"no checkpoint of a trained 'score' model in {workdir / 'score'}")
+    line = refusal(
+        launch(tmp_path, "evaluate_offline", *args, "--denoiser_times=1e-3,x"), "evaluate_offline"
+    )
+    assert line == "--denoiser_times=1e-3,x: expected numbers"
+    assert sorted(p.name for p in workdir.iterdir()) == ["dataset"]
 
 
 def test_simulate_with_an_empty_checkpoints_folder_is_refused(tmp_path: Path) -> None:
@@ -320,3 +329,10 @@ def test_train_and_evaluate_offline_show_progress_not_library_info_lines(tmp_pat
     assert "score/n32" in evaluated.stdout and f"written: {workdir / 'offline'}" in evaluated.stdout
     quiet = launch(tmp_path, "evaluate_offline", *args, "--no_progress")
     assert quiet.returncode == 0 and "offline score" not in quiet.stderr, quiet.stderr[-3000:]
+    denoiser = launch(tmp_path, "evaluate_offline", *args, "--denoiser_times=1e-3,0.1")
+    assert denoiser.returncode == 0, denoiser.stderr[-3000:]
+    stored = json.loads((workdir / "offline" / "denoiser.json").read_text())
+    assert stored["t"] == [1e-3, 0.1] and len(stored["rel_error"]) == 2
+    assert len(stored["params_sha256"]) == 64
+    rows = [line.split() for line in denoiser.stdout.splitlines() if line[:1].isdigit()]
+    assert [float(r[2]) for r in rows] == pytest.approx(stored["rel_error"], abs=1e-4)

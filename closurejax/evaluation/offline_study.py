@@ -33,7 +33,7 @@ from closurejax.evaluation import offline, plots
 from closurejax.training import run
 from closurejax.training.checkpoint import IncompatibleCheckpointError
 
-__all__ = ["evaluate", "evaluate_latent", "format_results", "run_offline"]
+__all__ = ["evaluate", "evaluate_latent", "format_results", "run_denoiser", "run_offline"]
 
 
 def _datasets(config, workdir: Path) -> tuple[list[int], dict[str, store.Dataset]]:
@@ -118,6 +118,30 @@ def evaluate(config, workdir: Path, show_progress: bool = False) -> dict:
                 bar.update()
     atomic.write_json(out_dir / "metrics.json", results)
     return results
+
+
+def run_denoiser(config: Any, workdir: str | Path, times: Any) -> dict:
+    """The denoiser error per noise level of the diffusion model in `workdir`/score on the test
+    snapshots at the training grid (`offline.evaluate_denoiser`, key `config.seed`); writes
+    `workdir`/offline/denoiser.json (with the parameters' digest) and returns
+    ``{"t", "sigma", "rel_error", "params_sha256"}``."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config)
+    if config.model.kind != conditional.ClosureModel.kind:
+        raise ValueError(
+            f"model.kind={config.model.kind!r}: the denoiser error is measured for the "
+            f"physical-space diffusion model (kind {conditional.ClosureModel.kind!r})"
+        )
+    workdir = Path(workdir).resolve()
+    model, params = run.load(config, workdir, use_ema=config.evaluation.use_ema)
+    names = [*model.condition_names, "target"]
+    data = store.open_dataset(workdir / "dataset")
+    fields = offline.test_fields(data, names, "", config.evaluation.max_snapshots)
+    key = jax.random.PRNGKey(config.seed)
+    result = offline.evaluate_denoiser(model, params, fields, times, key)
+    result["params_sha256"] = run.params_digest(params)
+    atomic.write_json(workdir / "offline" / "denoiser.json", result)
+    return result
 
 
 def _load_pcdm(config, workdir: Path, use_ema: bool) -> tuple[Any, Any] | str:

@@ -102,21 +102,27 @@ def test_log_sigma_training_times_fill_the_sampler_window_in_log_noise_level():
         model("log")
 
 
+def edm_config(field: str, value: str | None, kind: str = "score", sigma_data: float = 0.5) -> dict:
+    """A tiny EDM-preconditioned config of `kind` with `diffusion.<field> = value` (None: the
+    field deleted, as in a config saved before it existed)."""
+    config = get_config().to_dict()
+    config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
+    config["diffusion"].update(parameterization="edm", sigma_data=sigma_data)
+    if value is None:
+        del config["diffusion"][field]
+    else:
+        config["diffusion"][field] = value
+    if kind == "latent":
+        config["model"]["conditions"] = ("omega",)
+    return config
+
+
 def test_c_noise_noise_input_feeds_the_network_a_quarter_log_sigma():
     """diffusion.noise_input="c_noise": the score network's noise input is ¼ ln σ(t) (EDM), not t,
     for the P-CDM and the L-CDM; "t" stays the default; an unknown value is refused in one line."""
 
     def config(noise_input: str | None, kind: str = "score") -> dict:
-        config = get_config().to_dict()
-        config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
-        config["diffusion"].update(parameterization="edm", sigma_data=0.5)
-        if noise_input is None:
-            del config["diffusion"]["noise_input"]  # a config saved before it was a field
-        else:
-            config["diffusion"]["noise_input"] = noise_input
-        if kind == "latent":
-            config["model"]["conditions"] = ("omega",)
-        return config
+        return edm_config("noise_input", noise_input, kind)
 
     log_input, t_input = (kinds.from_config(config(v), STATS) for v in ("c_noise", "t"))
     assert kinds.from_config(config(None), STATS).noise_input == "t" == t_input.noise_input
@@ -160,16 +166,7 @@ def test_edm_loss_weighting_weighs_the_denoiser_error_by_karras_lambda():
     is refused in one line."""
 
     def config(weighting: str | None, kind: str = "score") -> dict:
-        config = get_config().to_dict()
-        config["model"].update(width=4, modes=2, depth=1, embed_dim=8, kind=kind)
-        config["diffusion"].update(parameterization="edm", sigma_data=0.3)
-        if weighting is None:
-            del config["diffusion"]["loss_weighting"]  # a config saved before it was a field
-        else:
-            config["diffusion"]["loss_weighting"] = weighting
-        if kind == "latent":
-            config["model"]["conditions"] = ("omega",)
-        return config
+        return edm_config("loss_weighting", weighting, kind, sigma_data=0.3)
 
     edm, sigma2 = (kinds.from_config(config(v), STATS) for v in ("edm", "sigma2"))
     assert kinds.from_config(config(None), STATS).loss_weighting == "sigma2"

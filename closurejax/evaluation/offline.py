@@ -157,9 +157,9 @@ def evaluate_denoiser(
     read the model's denoiser off its score (Tweedie: ``D = (x_t + σ² score(x_t, t)) / α``, an
     estimate of ``E[x_0 | x_t, conditions]``). Its relative error against ``x_0`` (physical
     units) is averaged over snapshots. At noise levels far above the conditional spread ``D`` is
-    the model's conditional mean, so that error bounds from below what an ensemble mean sampled
-    from the model can reach; at the sampler's smallest ``t`` it is what its final noiseless step
-    returns.
+    the model's estimate of the conditional mean ``E[x_0 | conditions]`` (what an infinite
+    ensemble of a model with exact scores would average to); at the sampler's smallest ``t`` it
+    is what the sampler's final noiseless step returns.
 
     Args:
         model: a physical-space score model (`closurejax.diffusion.conditional.ClosureModel`:

@@ -264,22 +264,24 @@ def train_time_spacing_from_config(diffusion: Mapping[str, Any]) -> str:
     return _TIME_SPACINGS[_t_sampling(diffusion)]
 
 
+def _later_field(diffusion: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    """`diffusion.<name>` of a field of `_LATER_DIFFUSION_FIELDS` (its earlier value when absent:
+    configs saved before it was a field), or a one-line error naming the `allowed` values."""
+    value = diffusion.get(name, _LATER_DIFFUSION_FIELDS[name])
+    if value not in allowed:
+        raise invalid("diffusion", name, value, str(allowed))
+    return value
+
+
 def noise_input_from_config(diffusion: Mapping[str, Any]) -> str:
-    """`diffusion.noise_input` ("t" when absent: configs saved before it was a field), or a
-    one-line error naming the allowed values (`losses.NOISE_INPUTS`)."""
-    noise_input = diffusion.get("noise_input", "t")
-    if noise_input not in losses.NOISE_INPUTS:
-        raise invalid("diffusion", "noise_input", noise_input, str(losses.NOISE_INPUTS))
-    return noise_input
+    """`diffusion.noise_input` ("t" when absent), checked against `losses.NOISE_INPUTS`."""
+    return _later_field(diffusion, "noise_input", losses.NOISE_INPUTS)
 
 
 def loss_weighting_from_config(diffusion: Mapping[str, Any]) -> str:
-    """`diffusion.loss_weighting` ("sigma2" when absent: configs saved before it was a field), or
-    a one-line error naming the allowed values (`losses.LOSS_WEIGHTINGS`)."""
-    weighting = diffusion.get("loss_weighting", "sigma2")
-    if weighting not in losses.LOSS_WEIGHTINGS:
-        raise invalid("diffusion", "loss_weighting", weighting, str(losses.LOSS_WEIGHTINGS))
-    return weighting
+    """`diffusion.loss_weighting` ("sigma2" when absent), checked against
+    `losses.LOSS_WEIGHTINGS`."""
+    return _later_field(diffusion, "loss_weighting", losses.LOSS_WEIGHTINGS)
 
 
 def from_config(config: Mapping[str, Any], stats: Stats) -> ClosureModel:

@@ -243,12 +243,12 @@ def joint_latent_loss(
         target_name, condition_name: keys of ``batch``.
         kl_eps: ``eps`` of ``batch_kl``.
         kl_reduction: ``reduction`` of ``batch_kl`` (`KL_REDUCTIONS`; module docstring, collapse).
-        dsm_weighting: ``weighting`` of the DSM term (``losses.dsm_loss``; paper B: ``"sigma2"``).
         dsm_target_grad: paper B (``True``): the DSM term is differentiated through ``z_H`` into
             the target encoder. ``False``: ``z_H`` enters the DSM term under ``stop_gradient``,
             so only the reconstruction and KL terms shape the target latent (the DSM term still
             trains the score and, through ``z_omega``, the condition encoder): the DSM term can
             no longer lower itself by shrinking ``z_H`` (module docstring, collapse).
+        dsm_weighting: ``weighting`` of the DSM term (``losses.dsm_loss``; paper B: ``"sigma2"``).
 
     Returns:
         ``(loss, aux)``: the weighted scalar loss and the unweighted scalar terms
